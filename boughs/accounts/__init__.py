@@ -1,0 +1,1 @@
+"""Accounts: a forest per provider, with per-attribute inheritance down the tree."""

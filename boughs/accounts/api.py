@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from boughs.accounts import service
+from boughs.accounts.models import AccountStatus
+from boughs.accounts.repository import AccountFilter
+from boughs.accounts.schemas import (
+    AccountCreate,
+    AccountLinkOut,
+    AccountOut,
+    AccountUpdate,
+    DeletionReport,
+    EffectiveOut,
+    MoveRequest,
+    RenewRequest,
+    StatusChange,
+    SubtreeSummaryOut,
+)
+from boughs.deps import CtxDep
+from boughs.kit.pagination import DEFAULT_LIMIT, Page
+
+router = APIRouter(prefix="/accounts", tags=["accounts"])
+
+Limit = Annotated[int, Query(ge=1, le=500, description="Rows per page.")]
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page.")]
+
+
+def _page(page: service.PageOf) -> Page[AccountOut]:
+    return Page[AccountOut](
+        items=[AccountOut.model_validate(a) for a in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.post("", status_code=201, response_model=AccountOut)
+async def create_account(ctx: CtxDep, body: AccountCreate, response: Response) -> AccountOut:
+    account = await service.create(ctx, body)
+    response.headers["Location"] = f"/api/v1/accounts/{account.id}"
+    return AccountOut.model_validate(account)
+
+
+@router.get("", response_model=Page[AccountOut])
+async def list_accounts(
+    ctx: CtxDep,
+    q: Annotated[str | None, Query(description="Part of the name, or the exact external id.")] = None,
+    status: AccountStatus | None = None,
+    parent_id: int | None = None,
+    top_level: bool | None = None,
+    depth: Annotated[int | None, Query(ge=0)] = None,
+    root_id: int | None = None,
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
+) -> Page[AccountOut]:
+    f = AccountFilter(
+        q=q,
+        status=status.value if status else None,
+        parent_id=parent_id,
+        top_level=top_level,
+        depth=depth,
+        root_id=root_id,
+    )
+    return _page(await service.list_accounts(ctx, f, cursor, limit))
+
+
+@router.get("/{account_id}", response_model=AccountOut)
+async def get_account(ctx: CtxDep, account_id: int) -> AccountOut:
+    return AccountOut.model_validate(await service.get(ctx, account_id))
+
+
+@router.patch("/{account_id}", response_model=AccountOut)
+async def update_account(ctx: CtxDep, account_id: int, body: AccountUpdate) -> AccountOut:
+    return AccountOut.model_validate(await service.update(ctx, account_id, body))
+
+
+@router.get("/{account_id}/deletion", response_model=DeletionReport)
+async def preview_deletion(ctx: CtxDep, account_id: int) -> DeletionReport:
+    """What DELETE would remove and keep, and whether it would be refused."""
+    return DeletionReport.model_validate(await service.deletion_report(ctx, account_id))
+
+
+@router.delete("/{account_id}", response_model=DeletionReport)
+async def delete_account(ctx: CtxDep, account_id: int) -> DeletionReport:
+    return DeletionReport.model_validate(await service.delete(ctx, account_id))
+
+
+@router.get("/{account_id}/children", response_model=Page[AccountOut])
+async def list_children(
+    ctx: CtxDep, account_id: int, cursor: Cursor = None, limit: Limit = DEFAULT_LIMIT
+) -> Page[AccountOut]:
+    return _page(await service.children(ctx, account_id, cursor, limit))
+
+
+@router.get("/{account_id}/descendants", response_model=Page[AccountOut])
+async def list_descendants(
+    ctx: CtxDep, account_id: int, cursor: Cursor = None, limit: Limit = DEFAULT_LIMIT
+) -> Page[AccountOut]:
+    """The whole subtree below the account, in tree order."""
+    return _page(await service.descendants(ctx, account_id, cursor, limit))
+
+
+@router.get("/{account_id}/ancestors", response_model=list[AccountOut])
+async def list_ancestors(ctx: CtxDep, account_id: int) -> list[AccountOut]:
+    """Root first."""
+    return [AccountOut.model_validate(a) for a in await service.ancestors(ctx, account_id)]
+
+
+@router.get("/{account_id}/subtree-summary", response_model=SubtreeSummaryOut)
+async def subtree_summary(ctx: CtxDep, account_id: int) -> SubtreeSummaryOut:
+    summary = await service.subtree_summary(ctx, account_id)
+    return SubtreeSummaryOut.model_validate(summary)
+
+
+@router.get("/{account_id}/effective", response_model=EffectiveOut)
+async def get_effective(ctx: CtxDep, account_id: int) -> EffectiveOut:
+    """Each inheritable attribute's value and the account it comes from."""
+    return EffectiveOut.model_validate(await service.effective(ctx, account_id))
+
+
+@router.get("/{account_id}/links", response_model=list[AccountLinkOut])
+async def list_links(ctx: CtxDep, account_id: int) -> list[AccountLinkOut]:
+    """The account's parent history, oldest first."""
+    return [AccountLinkOut.model_validate(link) for link in await service.links(ctx, account_id)]
+
+
+@router.post("/{account_id}/move", response_model=AccountOut)
+async def move_account(ctx: CtxDep, account_id: int, body: MoveRequest) -> AccountOut:
+    return AccountOut.model_validate(await service.move(ctx, account_id, body.parent_id))
+
+
+@router.post("/{account_id}/renew", response_model=AccountOut)
+async def renew_account(ctx: CtxDep, account_id: int, body: RenewRequest) -> AccountOut:
+    return AccountOut.model_validate(await service.renew(ctx, account_id, body))
+
+
+@router.post("/{account_id}/suspend", response_model=AccountOut)
+async def suspend_account(
+    ctx: CtxDep, account_id: int, body: StatusChange | None = None
+) -> AccountOut:
+    reason = body.reason if body else ""
+    return AccountOut.model_validate(await service.suspend(ctx, account_id, reason))
+
+
+@router.post("/{account_id}/unsuspend", response_model=AccountOut)
+async def unsuspend_account(
+    ctx: CtxDep, account_id: int, body: StatusChange | None = None
+) -> AccountOut:
+    reason = body.reason if body else ""
+    return AccountOut.model_validate(await service.unsuspend(ctx, account_id, reason))
+
+
+@router.post("/{account_id}/cancel", response_model=AccountOut)
+async def cancel_account(
+    ctx: CtxDep, account_id: int, body: StatusChange | None = None
+) -> AccountOut:
+    reason = body.reason if body else ""
+    return AccountOut.model_validate(await service.cancel(ctx, account_id, reason))

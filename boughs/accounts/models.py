@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from boughs.db import Base
+from boughs.kit.types import BigId, JSONDoc, PathString, UTCDateTime
+
+
+class AccountStatus(StrEnum):
+    active = "active"
+    suspended = "suspended"
+    expired = "expired"
+    cancelled = "cancelled"
+
+
+class InvoiceMode(StrEnum):
+    with_parent = "with_parent"
+    separate = "separate"
+
+
+class ParentAccess(StrEnum):
+    manage = "manage"
+    view = "view"
+    none = "none"
+
+
+def _in(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (
+        # A subtree is a range of this index: path >= '/1/5/' AND path < '/1/50'.
+        UniqueConstraint("provider_id", "path"),
+        UniqueConstraint("provider_id", "external_id"),
+        Index("ix_accounts_provider_id_parent_id", "provider_id", "parent_id"),
+        Index("ix_accounts_provider_id_name", "provider_id", "name"),
+        CheckConstraint(_in("status", AccountStatus), name="status"),
+        CheckConstraint(_in("invoice_mode", InvoiceMode), name="invoice_mode"),
+        CheckConstraint(_in("parent_access", ParentAccess), name="parent_access"),
+        CheckConstraint("depth >= 0", name="depth"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="RESTRICT"), nullable=True
+    )
+    root_id: Mapped[int] = mapped_column(BigId)
+    path: Mapped[str] = mapped_column(PathString)
+    depth: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    external_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    contact_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    technical_contact_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default=AccountStatus.active.value)
+    expiry_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    invoice_mode: Mapped[str] = mapped_column(String(16), default=InvoiceMode.separate.value)
+    parent_access: Mapped[str] = mapped_column(String(8), default=ParentAccess.manage.value)
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    features: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)
+    billing_address: Mapped[str | None] = mapped_column(Text, nullable=True)
+    billing_tax_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    billing_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    msa_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    msa_accepted_by: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    msa_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    aup_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    aup_accepted_by: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    aup_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AccountLink(Base):
+    """One interval of an account's place in the tree: parent_id from valid_from to valid_to.
+
+    An account's links tile its life without gaps or overlaps; parent_id is null for
+    time spent at top level. parent_id has no foreign key on purpose: history outlives
+    deleted parents and billing still needs to know who the parent was.
+    """
+
+    __tablename__ = "account_links"
+    __table_args__ = (
+        Index("ix_account_links_child_id_valid_from", "child_id", "valid_from"),
+        Index("ix_account_links_provider_id_parent_id", "provider_id", "parent_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    child_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    parent_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    valid_to: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

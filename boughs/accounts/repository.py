@@ -1,0 +1,323 @@
+"""Every query about accounts and their links. Reads take a Scope; nothing leaves it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    and_,
+    case,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from boughs.accounts.models import Account, AccountLink, AccountStatus
+from boughs.authz.scope import Scope
+from boughs.kit.paths import ids_of, upper_bound
+
+
+def in_subtree(path: str) -> ColumnElement[bool]:
+    return and_(Account.path >= path, Account.path < upper_bound(path))
+
+
+def _visible(scope: Scope) -> ColumnElement[bool]:
+    return and_(Account.provider_id == scope.provider_id, scope.path_condition(Account.path))
+
+
+async def get(session: AsyncSession, scope: Scope, account_id: int) -> Account | None:
+    result = await session.execute(
+        select(Account).where(Account.id == account_id, _visible(scope))
+    )
+    return result.scalar_one_or_none()
+
+
+async def get_many(session: AsyncSession, scope: Scope, ids: Sequence[int]) -> list[Account]:
+    if not ids:
+        return []
+    result = await session.execute(select(Account).where(Account.id.in_(ids), _visible(scope)))
+    return list(result.scalars())
+
+
+async def lock(session: AsyncSession, provider_id: int, ids: Sequence[int]) -> None:
+    """Row locks in id order (so two movers cannot deadlock). SQLite writers already hold
+    the database's single write lock from BEGIN IMMEDIATE."""
+    if session.bind.dialect.name == "sqlite" or not ids:
+        return
+    await session.execute(
+        select(Account.id)
+        .where(Account.provider_id == provider_id, Account.id.in_(sorted(set(ids))))
+        .order_by(Account.id)
+        .with_for_update()
+    )
+
+
+async def get_by_external_id(
+    session: AsyncSession, provider_id: int, external_id: str
+) -> Account | None:
+    result = await session.execute(
+        select(Account).where(
+            Account.provider_id == provider_id, Account.external_id == external_id
+        )
+    )
+    return result.scalar_one_or_none()
+
+
+async def chain(session: AsyncSession, account: Account) -> list[Account]:
+    """The account's ancestors root first, then the account itself."""
+    ids = ids_of(account.path)[:-1]
+    if not ids:
+        return [account]
+    result = await session.execute(
+        select(Account)
+        .where(Account.provider_id == account.provider_id, Account.id.in_(ids))
+        .order_by(Account.depth)
+    )
+    return [*result.scalars(), account]
+
+
+@dataclass(frozen=True)
+class AccountFilter:
+    q: str | None = None
+    status: str | None = None
+    parent_id: int | None = None
+    top_level: bool | None = None
+    depth: int | None = None
+    root_id: int | None = None
+    within_path: str | None = None
+
+
+def _filter_conditions(f: AccountFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if f.q:
+        needle = f.q.strip().lower()
+        escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append(
+            or_(
+                func.lower(Account.name).like(f"%{escaped}%", escape="\\"),
+                Account.external_id == f.q.strip(),
+            )
+        )
+    if f.status:
+        conditions.append(Account.status == f.status)
+    if f.parent_id is not None:
+        conditions.append(Account.parent_id == f.parent_id)
+    if f.top_level is True:
+        conditions.append(Account.parent_id.is_(None))
+    elif f.top_level is False:
+        conditions.append(Account.parent_id.is_not(None))
+    if f.depth is not None:
+        conditions.append(Account.depth == f.depth)
+    if f.root_id is not None:
+        conditions.append(Account.root_id == f.root_id)
+    if f.within_path is not None:
+        conditions.append(in_subtree(f.within_path))
+    return conditions
+
+
+async def list_by_id(
+    session: AsyncSession, scope: Scope, f: AccountFilter, after_id: int | None, limit: int
+) -> list[Account]:
+    stmt = select(Account).where(_visible(scope), *_filter_conditions(f))
+    if after_id is not None:
+        stmt = stmt.where(Account.id > after_id)
+    result = await session.execute(stmt.order_by(Account.id).limit(limit))
+    return list(result.scalars())
+
+
+async def list_by_path(
+    session: AsyncSession, scope: Scope, f: AccountFilter, after_path: str | None, limit: int
+) -> list[Account]:
+    """Tree order: a parent before its subtree, keyset-paginated on the path index."""
+    stmt = select(Account).where(_visible(scope), *_filter_conditions(f))
+    if after_path is not None:
+        stmt = stmt.where(Account.path > after_path)
+    result = await session.execute(stmt.order_by(Account.path).limit(limit))
+    return list(result.scalars())
+
+
+async def has_children(session: AsyncSession, account: Account) -> bool:
+    result = await session.execute(
+        select(Account.id)
+        .where(Account.provider_id == account.provider_id, Account.parent_id == account.id)
+        .limit(1)
+    )
+    return result.first() is not None
+
+
+async def child_counts(session: AsyncSession, provider_id: int, ids: Sequence[int]) -> dict[int, int]:
+    if not ids:
+        return {}
+    result = await session.execute(
+        select(Account.parent_id, func.count())
+        .where(Account.provider_id == provider_id, Account.parent_id.in_(ids))
+        .group_by(Account.parent_id)
+    )
+    return {parent_id: count for parent_id, count in result.all() if parent_id is not None}
+
+
+@dataclass(frozen=True)
+class SubtreeSummary:
+    accounts: int
+    active: int
+    max_depth: int
+
+
+async def subtree_summary(session: AsyncSession, account: Account) -> SubtreeSummary:
+    result = await session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((Account.status == AccountStatus.active.value, 1), else_=0)), 0),
+            func.coalesce(func.max(Account.depth), account.depth),
+        ).where(Account.provider_id == account.provider_id, in_subtree(account.path))
+    )
+    count, active, max_depth = result.one()
+    return SubtreeSummary(accounts=int(count), active=int(active), max_depth=int(max_depth))
+
+
+async def max_depth_below(session: AsyncSession, account: Account) -> int:
+    result = await session.execute(
+        select(func.max(Account.depth)).where(
+            Account.provider_id == account.provider_id, in_subtree(account.path)
+        )
+    )
+    return int(result.scalar_one() or account.depth)
+
+
+async def rebase_subtree(
+    session: AsyncSession,
+    account: Account,
+    new_path: str,
+    new_root_id: int,
+    now: datetime,
+) -> int:
+    """Move a whole subtree to a new path prefix in one statement; returns rows moved."""
+    old_path = account.path
+    depth_delta = new_path.count("/") - old_path.count("/")
+    result = await session.execute(
+        update(Account)
+        .where(Account.provider_id == account.provider_id, in_subtree(old_path))
+        .values(
+            path=literal(new_path).concat(func.substr(Account.path, len(old_path) + 1)),
+            depth=Account.depth + depth_delta,
+            root_id=new_root_id,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def delete_account(session: AsyncSession, account: Account) -> None:
+    await session.execute(
+        delete(AccountLink).where(
+            AccountLink.provider_id == account.provider_id, AccountLink.child_id == account.id
+        )
+    )
+    await session.execute(
+        delete(Account)
+        .where(Account.provider_id == account.provider_id, Account.id == account.id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- parent-link history -----------------------------------------------------------
+
+
+async def open_link(
+    session: AsyncSession, provider_id: int, child_id: int, parent_id: int | None, at: datetime
+) -> None:
+    session.add(
+        AccountLink(provider_id=provider_id, child_id=child_id, parent_id=parent_id, valid_from=at)
+    )
+
+
+async def close_current_link(
+    session: AsyncSession, provider_id: int, child_id: int, at: datetime
+) -> None:
+    await session.execute(
+        update(AccountLink)
+        .where(
+            AccountLink.provider_id == provider_id,
+            AccountLink.child_id == child_id,
+            AccountLink.valid_to.is_(None),
+        )
+        .values(valid_to=at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def links(session: AsyncSession, provider_id: int, child_id: int) -> list[AccountLink]:
+    result = await session.execute(
+        select(AccountLink)
+        .where(AccountLink.provider_id == provider_id, AccountLink.child_id == child_id)
+        .order_by(AccountLink.valid_from, AccountLink.id)
+    )
+    return list(result.scalars())
+
+
+# --- expiry --------------------------------------------------------------------------
+
+ExpiryRow = Row[tuple[int, str, str, date | None, str | None]]
+
+
+async def expiry_sources(
+    session: AsyncSession, provider_id: int, on_or_before: date
+) -> list[Account]:
+    """Accounts whose own expiry date is on or before the given date, outermost first."""
+    result = await session.execute(
+        select(Account)
+        .where(
+            Account.provider_id == provider_id,
+            Account.expiry_date.is_not(None),
+            Account.expiry_date <= on_or_before,
+        )
+        .order_by(Account.path)
+    )
+    return list(result.scalars())
+
+
+async def expiry_relevant_rows(
+    session: AsyncSession, provider_id: int, path: str
+) -> Sequence[ExpiryRow]:
+    """In a subtree, the rows that can expire or that shape what their descendants inherit."""
+    result = await session.execute(
+        select(Account.id, Account.path, Account.status, Account.expiry_date, Account.timezone)
+        .where(
+            Account.provider_id == provider_id,
+            in_subtree(path),
+            or_(
+                Account.status.in_((AccountStatus.active.value, AccountStatus.expired.value)),
+                Account.expiry_date.is_not(None),
+                Account.timezone.is_not(None),
+            ),
+        )
+        .order_by(Account.path)
+    )
+    return result.all()  # type: ignore[return-value]
+
+
+async def set_status(
+    session: AsyncSession, provider_id: int, ids: Sequence[int], status: str, now: datetime
+) -> None:
+    for start in range(0, len(ids), 500):
+        await session.execute(
+            update(Account)
+            .where(Account.provider_id == provider_id, Account.id.in_(ids[start : start + 500]))
+            .values(status=status, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(Account.__table__.insert(), rows)

@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import available_timezones
+
+from pydantic import EmailStr, Field, field_validator, model_validator
+
+from boughs.accounts.models import AccountStatus, InvoiceMode, ParentAccess
+from boughs.kit.periods import Period
+from boughs.kit.schema import Input, Output
+
+_TIMEZONES = frozenset(available_timezones())
+KNOWN_FEATURES = frozenset({"subaccounts"})
+
+
+def _check_timezone(value: str | None) -> str | None:
+    if value is not None and value not in _TIMEZONES:
+        raise ValueError("is not an IANA timezone name; use one like 'Europe/Berlin' or 'UTC'")
+    return value
+
+
+def _check_currency(value: str | None) -> str | None:
+    if value is not None and not (len(value) == 3 and value.isalpha() and value.isupper()):
+        raise ValueError("is not an ISO 4217 code; use three capital letters such as 'EUR'")
+    return value
+
+
+def _check_features(value: dict[str, bool] | None) -> dict[str, bool] | None:
+    if value is not None:
+        unknown = sorted(set(value) - KNOWN_FEATURES)
+        if unknown:
+            raise ValueError(
+                f"has unknown feature(s) {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_FEATURES))}"
+            )
+    return value
+
+
+class AccountFields(Input):
+    """Fields an operator writes on create and update; null means inherit where it can."""
+
+    name: str = Field(min_length=1, max_length=200)
+    external_id: str | None = Field(default=None, min_length=1, max_length=100)
+    description: str = Field(default="", max_length=10_000)
+    contact_email: EmailStr | None = None
+    technical_contact_email: EmailStr | None = None
+    expiry_date: date | None = None
+    invoice_mode: InvoiceMode = InvoiceMode.separate
+    parent_access: ParentAccess = ParentAccess.manage
+    timezone: str | None = None
+    currency: str | None = None
+    features: dict[str, bool] = Field(default_factory=dict)
+    billing_address: str | None = Field(default=None, max_length=2_000)
+    billing_tax_id: str | None = Field(default=None, max_length=64)
+    billing_email: EmailStr | None = None
+
+    _tz = field_validator("timezone")(_check_timezone)
+    _cur = field_validator("currency")(_check_currency)
+    _feat = field_validator("features")(_check_features)
+
+
+class AccountCreate(AccountFields):
+    parent_id: int | None = None
+
+
+class AccountUpdate(Input):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    external_id: str | None = Field(default=None, min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=10_000)
+    contact_email: EmailStr | None = None
+    technical_contact_email: EmailStr | None = None
+    expiry_date: date | None = None
+    invoice_mode: InvoiceMode | None = None
+    parent_access: ParentAccess | None = None
+    timezone: str | None = None
+    currency: str | None = None
+    features: dict[str, bool] | None = None
+    billing_address: str | None = Field(default=None, max_length=2_000)
+    billing_tax_id: str | None = Field(default=None, max_length=64)
+    billing_email: EmailStr | None = None
+
+    _tz = field_validator("timezone")(_check_timezone)
+    _cur = field_validator("currency")(_check_currency)
+    _feat = field_validator("features")(_check_features)
+
+    @model_validator(mode="after")
+    def _required_stay_set(self) -> AccountUpdate:
+        for name in ("name", "invoice_mode", "parent_access", "features", "description"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null; omit it to leave it unchanged")
+        return self
+
+
+class MoveRequest(Input):
+    parent_id: int | None
+
+
+class RenewRequest(Input):
+    expiry_date: date | None = None
+    period: Period | None = None
+    count: int = Field(default=1, ge=1, le=120)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RenewRequest:
+        if (self.expiry_date is None) == (self.period is None):
+            raise ValueError("give exactly one of expiry_date or period")
+        return self
+
+
+class StatusChange(Input):
+    reason: str = Field(default="", max_length=500)
+
+
+class AccountOut(Output):
+    id: int
+    parent_id: int | None
+    root_id: int
+    path: str
+    depth: int
+    name: str
+    external_id: str | None
+    description: str
+    contact_email: str | None
+    technical_contact_email: str | None
+    status: AccountStatus
+    expiry_date: date | None
+    invoice_mode: InvoiceMode
+    parent_access: ParentAccess
+    timezone: str | None
+    currency: str | None
+    features: dict[str, Any]
+    billing_address: str | None
+    billing_tax_id: str | None
+    billing_email: str | None
+    msa_accepted_at: datetime | None
+    aup_accepted_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class AccountLinkOut(Output):
+    parent_id: int | None
+    valid_from: datetime
+    valid_to: datetime | None
+
+
+class InheritedValue(Output):
+    value: Any
+    source_account_id: int | None
+    source: str
+
+
+class EffectiveStatus(Output):
+    value: AccountStatus
+    source_account_id: int | None
+    blocked: bool
+
+
+class BillingDetails(Output):
+    address: InheritedValue
+    tax_id: InheritedValue
+    email: InheritedValue
+
+
+class EffectiveOut(Output):
+    account_id: int
+    status: EffectiveStatus
+    expiry_date: InheritedValue
+    timezone: InheritedValue
+    currency: InheritedValue
+    billing_details: BillingDetails
+
+
+class SubtreeSummaryOut(Output):
+    accounts: int
+    active: int
+    max_depth: int
+
+
+class DeletionReport(Output):
+    account_id: int
+    removed: dict[str, int]
+    kept: dict[str, int]
+    refused_because: list[str]

@@ -1,0 +1,525 @@
+"""The rules of the account forest: creating, moving, deleting, inheritance, lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from boughs.accounts import inheritance, repository
+from boughs.accounts.inheritance import Inherited
+from boughs.accounts.models import Account, AccountLink, AccountStatus
+from boughs.accounts.repository import AccountFilter, SubtreeSummary
+from boughs.accounts.schemas import AccountCreate, AccountUpdate, RenewRequest
+from boughs.audit import service as audit
+from boughs.authz.scope import scope_of
+from boughs.context import Ctx
+from boughs.kit.clock import local_date
+from boughs.kit.errors import Conflict, InvalidInput, NotFound
+from boughs.kit.pagination import check_limit, decode_cursor, encode_cursor
+from boughs.kit.paths import child_path, ids_of
+from boughs.kit.periods import add_period
+from boughs.providers import repository as providers
+from boughs.providers.models import Provider
+
+ENTITY = "account"
+# Attributes an audit event shows; internal bookkeeping (path, root) is left out.
+AUDITED = (
+    "name", "external_id", "description", "contact_email", "technical_contact_email",
+    "status", "expiry_date", "invoice_mode", "parent_access", "timezone", "currency",
+    "features", "billing_address", "billing_tax_id", "billing_email", "parent_id",
+)  # fmt: skip
+
+
+def snapshot(account: Account) -> dict[str, Any]:
+    return {name: getattr(account, name) for name in AUDITED}
+
+
+def not_found(account_id: int) -> NotFound:
+    return NotFound(
+        detail=f"There is no account {account_id}.",
+        fix="check the id; you can only reach accounts in your own scope",
+    )
+
+
+async def get(ctx: Ctx, account_id: int) -> Account:
+    account = await repository.get(ctx.session, await scope_of(ctx), account_id)
+    if account is None:
+        raise not_found(account_id)
+    return account
+
+
+async def _referenced_parent(ctx: Ctx, parent_id: int) -> Account:
+    """A parent named in a request body: unknown and out-of-scope look the same."""
+    parent = await repository.get(ctx.session, await scope_of(ctx), parent_id)
+    if parent is None:
+        raise InvalidInput.on_field(
+            "parent_id",
+            f"there is no account {parent_id}",
+            "give the id of an existing account you can manage, or null for top level",
+        )
+    return parent
+
+
+async def _lock_trees(ctx: Ctx, *accounts: Account | None) -> None:
+    """Serialise structural changes per tree: lock the roots involved, then re-read.
+
+    A move rewrites a range of paths; a concurrent insert under that range must wait
+    for it and see the new path, so both take the root's row lock first.
+    """
+    present = [a for a in accounts if a is not None]
+    roots = {a.root_id for a in present}
+    await repository.lock(ctx.session, ctx.provider_id, list(roots))
+    for account in present:
+        await ctx.session.refresh(account)
+        if account.root_id not in roots:
+            raise Conflict(
+                detail="The tree changed while this request ran.",
+                fix="retry the request",
+            )
+
+
+def _check_depth(provider: Provider, deepest: int) -> None:
+    cap = provider.max_account_depth
+    if cap is not None and deepest > cap:
+        raise InvalidInput.on_field(
+            "parent_id",
+            f"would put an account at depth {deepest}, deeper than this provider's cap of {cap}",
+            "choose a parent higher in the tree, or raise the provider's max_account_depth",
+        )
+
+
+async def _check_external_id_free(ctx: Ctx, external_id: str | None, own_id: int | None) -> None:
+    if external_id is None:
+        return
+    existing = await repository.get_by_external_id(ctx.session, ctx.provider_id, external_id)
+    if existing is not None and existing.id != own_id:
+        raise Conflict.on_field(
+            "external_id",
+            f"'{external_id}' is already used by another account",
+            "external ids are unique within the provider; choose another or leave it empty",
+        )
+
+
+async def create(ctx: Ctx, data: AccountCreate) -> Account:
+    provider = await providers.get(ctx.session, ctx.provider_id)
+    parent: Account | None = None
+    if data.parent_id is not None:
+        parent = await _referenced_parent(ctx, data.parent_id)
+        await _lock_trees(ctx, parent)
+        _check_depth(provider, parent.depth + 1)
+    await _check_external_id_free(ctx, data.external_id, None)
+
+    now = ctx.now()
+    fields = data.model_dump(exclude={"parent_id"})
+    account = Account(
+        provider_id=ctx.provider_id,
+        parent_id=parent.id if parent else None,
+        root_id=0,
+        # A placeholder outside every subtree range until the id is known.
+        path=f"~{now.timestamp()}-{id(data)}",
+        depth=parent.depth + 1 if parent else 0,
+        status=AccountStatus.active.value,
+        created_at=now,
+        updated_at=now,
+        **{k: (v.value if hasattr(v, "value") else v) for k, v in fields.items()},
+    )
+    ctx.session.add(account)
+    await ctx.session.flush()
+    account.path = child_path(parent.path if parent else None, account.id)
+    account.root_id = parent.root_id if parent else account.id
+    await repository.open_link(ctx.session, ctx.provider_id, account.id, account.parent_id, now)
+    await ctx.session.flush()
+    await audit.record(
+        ctx, entity=ENTITY, entity_id=account.id, action="created",
+        account_id=account.id, after=snapshot(account),
+    )  # fmt: skip
+    return account
+
+
+async def update(ctx: Ctx, account_id: int, data: AccountUpdate) -> Account:
+    account = await get(ctx, account_id)
+    changes = data.model_dump(exclude_unset=True)
+    if "external_id" in changes:
+        await _check_external_id_free(ctx, changes["external_id"], account.id)
+    before = snapshot(account)
+    for name, value in changes.items():
+        setattr(account, name, value.value if hasattr(value, "value") else value)
+    account.updated_at = ctx.now()
+    await ctx.session.flush()
+    if "expiry_date" in changes or "timezone" in changes:
+        await _restore_unexpired(ctx, account)
+    old, new = audit.changed(before, snapshot(account))
+    if new:
+        await audit.record(
+            ctx, entity=ENTITY, entity_id=account.id, action="updated",
+            account_id=account.id, before=old, after=new,
+        )  # fmt: skip
+    return account
+
+
+# --- reading the tree ------------------------------------------------------------------
+
+
+@dataclass
+class PageOf:
+    items: list[Account]
+    next_cursor: str | None
+
+
+async def list_accounts(ctx: Ctx, f: AccountFilter, cursor: str | None, limit: int) -> PageOf:
+    check_limit(limit)
+    after = decode_cursor(cursor)
+    if after is not None and not isinstance(after, int):
+        raise InvalidInput.on_field("cursor", "is not a cursor of this list", "omit it")
+    rows = await repository.list_by_id(ctx.session, await scope_of(ctx), f, after, limit + 1)
+    return _page(rows, limit, lambda a: a.id)
+
+
+async def children(ctx: Ctx, account_id: int, cursor: str | None, limit: int) -> PageOf:
+    await get(ctx, account_id)
+    return await list_accounts(ctx, AccountFilter(parent_id=account_id), cursor, limit)
+
+
+async def descendants(ctx: Ctx, account_id: int, cursor: str | None, limit: int) -> PageOf:
+    check_limit(limit)
+    account = await get(ctx, account_id)
+    after = decode_cursor(cursor)
+    if after is not None and not (isinstance(after, str) and after.startswith(account.path)):
+        raise InvalidInput.on_field("cursor", "is not a cursor of this list", "omit it")
+    # Strictly below the account: start after its own path.
+    rows = await repository.list_by_path(
+        ctx.session,
+        await scope_of(ctx),
+        AccountFilter(within_path=account.path),
+        after or account.path,
+        limit + 1,
+    )
+    return _page(rows, limit, lambda a: a.path)
+
+
+def _page(rows: list[Account], limit: int, key: Any) -> PageOf:
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return PageOf(rows, encode_cursor(key(rows[-1])))
+    return PageOf(rows, None)
+
+
+async def ancestors(ctx: Ctx, account_id: int) -> list[Account]:
+    """Root first. Ancestors outside the actor's scope are not shown."""
+    account = await get(ctx, account_id)
+    ids = ids_of(account.path)[:-1]
+    found = {a.id: a for a in await repository.get_many(ctx.session, await scope_of(ctx), ids)}
+    return [found[i] for i in ids if i in found]
+
+
+async def subtree_summary(ctx: Ctx, account_id: int) -> SubtreeSummary:
+    account = await get(ctx, account_id)
+    return await repository.subtree_summary(ctx.session, account)
+
+
+async def links(ctx: Ctx, account_id: int) -> list[AccountLink]:
+    account = await get(ctx, account_id)
+    return await repository.links(ctx.session, ctx.provider_id, account.id)
+
+
+# --- inheritance ---------------------------------------------------------------------
+
+
+async def effective(ctx: Ctx, account_id: int) -> dict[str, Any]:
+    account = await get(ctx, account_id)
+    provider = await providers.get(ctx.session, ctx.provider_id)
+    chain = await repository.chain(ctx.session, account)
+    return effective_of(chain, provider, ctx.now())
+
+
+def effective_of(chain: Sequence[Account], provider: Provider, now: datetime) -> dict[str, Any]:
+    def resolved(attribute: str, default: Any = None) -> dict[str, Any]:
+        return inheritance.resolve(chain, attribute, default).as_dict()
+
+    return {
+        "account_id": chain[-1].id,
+        "status": inheritance.effective_status(chain, now, provider.default_timezone),
+        "expiry_date": resolved("expiry_date"),
+        "timezone": resolved("timezone", provider.default_timezone),
+        "currency": resolved("currency", provider.default_currency),
+        "billing_details": {
+            "address": resolved("billing_address"),
+            "tax_id": resolved("billing_tax_id"),
+            "email": resolved("billing_email"),
+        },
+    }
+
+
+async def effective_expiry(ctx: Ctx, account: Account) -> Inherited:
+    chain = await repository.chain(ctx.session, account)
+    return inheritance.resolve(chain, "expiry_date")
+
+
+# --- moving and deleting -------------------------------------------------------------
+
+
+async def move(ctx: Ctx, account_id: int, parent_id: int | None) -> Account:
+    account = await get(ctx, account_id)
+    parent = await _referenced_parent(ctx, parent_id) if parent_id is not None else None
+    await _lock_trees(ctx, account, parent)
+    if parent is not None and parent.path.startswith(account.path):
+        what = "the account itself" if parent.id == account.id else "one of its descendants"
+        raise InvalidInput.on_field(
+            "parent_id",
+            f"account {parent.id} is {what}; an account cannot move under its own subtree",
+            "choose a parent outside this account's subtree, or null for top level",
+        )
+    if account.parent_id == (parent.id if parent else None):
+        return account
+
+    provider = await providers.get(ctx.session, ctx.provider_id)
+    new_depth = parent.depth + 1 if parent else 0
+    deepest = await repository.max_depth_below(ctx.session, account)
+    _check_depth(provider, deepest - account.depth + new_depth)
+
+    now = ctx.now()
+    before = {"parent_id": account.parent_id, "path": account.path}
+    new_path = child_path(parent.path if parent else None, account.id)
+    moved = await repository.rebase_subtree(
+        ctx.session, account, new_path, parent.root_id if parent else account.id, now
+    )
+    await repository.close_current_link(ctx.session, ctx.provider_id, account.id, now)
+    await repository.open_link(ctx.session, ctx.provider_id, account.id, parent_id, now)
+    account.parent_id = parent_id
+    await ctx.session.flush()
+    await ctx.session.refresh(account)
+    await audit.record(
+        ctx, entity=ENTITY, entity_id=account.id,
+        action="moved" if parent_id is not None else "detached",
+        account_id=account.id, before=before,
+        after={"parent_id": parent_id, "path": account.path, "accounts_moved": moved},
+    )  # fmt: skip
+    return account
+
+
+async def deletion_report(ctx: Ctx, account_id: int) -> dict[str, Any]:
+    """What deleting would remove and keep, and why it would be refused, if it would."""
+    account = await get(ctx, account_id)
+    refused: list[str] = []
+    if await repository.has_children(ctx.session, account):
+        refused.append("it has child accounts: move or delete them first")
+    history = await repository.links(ctx.session, ctx.provider_id, account.id)
+    return {
+        "account_id": account.id,
+        "removed": {"accounts": 1, "parent_links": len(history)},
+        "kept": {"audit_events": 1},
+        "refused_because": refused,
+    }
+
+
+async def delete(ctx: Ctx, account_id: int) -> dict[str, Any]:
+    report = await deletion_report(ctx, account_id)
+    if report["refused_because"]:
+        raise Conflict(
+            detail=f"Account {account_id} cannot be deleted: {'; '.join(report['refused_because'])}.",
+            fix="move or delete its child accounts first, then delete it",
+            extra={"report": report},
+        )
+    account = await get(ctx, account_id)
+    await repository.lock(ctx.session, ctx.provider_id, [account.root_id])
+    await audit.record(
+        ctx, entity=ENTITY, entity_id=account.id, action="deleted",
+        account_id=account.id, before=snapshot(account),
+    )  # fmt: skip
+    await repository.delete_account(ctx.session, account)
+    ctx.session.expunge(account)
+    return report
+
+
+# --- lifecycle -----------------------------------------------------------------------
+
+
+async def renew(ctx: Ctx, account_id: int, data: RenewRequest) -> Account:
+    account = await get(ctx, account_id)
+    provider = await providers.get(ctx.session, ctx.provider_id)
+    chain = await repository.chain(ctx.session, account)
+    timezone = inheritance.resolve(chain, "timezone", provider.default_timezone).value
+    today = local_date(ctx.now(), timezone)
+    if data.expiry_date is not None:
+        new_expiry = data.expiry_date
+    else:
+        assert data.period is not None
+        current = inheritance.resolve(chain, "expiry_date").value
+        # Renewing early extends from the current expiry; late, from today.
+        base = current if current is not None and current >= today else today
+        new_expiry = add_period(base, data.period, data.count)
+    if new_expiry < today:
+        raise InvalidInput.on_field(
+            "expiry_date",
+            f"{new_expiry.isoformat()} is in the past (today is {today.isoformat()} in {timezone})",
+            "give today or a later date",
+        )
+    before = snapshot(account)
+    account.expiry_date = new_expiry
+    account.updated_at = ctx.now()
+    await ctx.session.flush()
+    await _restore_unexpired(ctx, account)
+    old, new = audit.changed(before, snapshot(account))
+    await audit.record(
+        ctx, entity=ENTITY, entity_id=account.id, action="renewed",
+        account_id=account.id, before=old, after=new,
+    )  # fmt: skip
+    return account
+
+
+_ALLOWED_FROM = {
+    "suspended": {AccountStatus.active.value, AccountStatus.expired.value},
+    "unsuspended": {AccountStatus.suspended.value},
+    "cancelled": {
+        AccountStatus.active.value, AccountStatus.suspended.value, AccountStatus.expired.value
+    },
+}
+
+
+async def _change_status(ctx: Ctx, account_id: int, action: str, reason: str) -> Account:
+    account = await get(ctx, account_id)
+    if account.status not in _ALLOWED_FROM[action]:
+        verb = {"suspended": "suspend", "unsuspended": "unsuspend", "cancelled": "cancel"}[action]
+        raise Conflict(
+            detail=f"Account {account.id} is {account.status}; it cannot be {action}.",
+            fix=f"only accounts that are {' or '.join(sorted(_ALLOWED_FROM[action]))} can be {action}"
+            if action != "unsuspended"
+            else f"{verb} only applies to suspended accounts",
+        )
+    before = account.status
+    if action == "suspended":
+        account.status = AccountStatus.suspended.value
+    elif action == "cancelled":
+        account.status = AccountStatus.cancelled.value
+    else:
+        provider = await providers.get(ctx.session, ctx.provider_id)
+        chain = await repository.chain(ctx.session, account)
+        expired = inheritance.is_expired(chain, ctx.now(), provider.default_timezone)
+        account.status = (AccountStatus.expired if expired else AccountStatus.active).value
+    account.updated_at = ctx.now()
+    await ctx.session.flush()
+    await audit.record(
+        ctx, entity=ENTITY, entity_id=account.id, action=action, account_id=account.id,
+        before={"status": before}, after={"status": account.status, "reason": reason},
+    )  # fmt: skip
+    return account
+
+
+async def suspend(ctx: Ctx, account_id: int, reason: str = "") -> Account:
+    return await _change_status(ctx, account_id, "suspended", reason)
+
+
+async def unsuspend(ctx: Ctx, account_id: int, reason: str = "") -> Account:
+    return await _change_status(ctx, account_id, "unsuspended", reason)
+
+
+async def cancel(ctx: Ctx, account_id: int, reason: str = "") -> Account:
+    return await _change_status(ctx, account_id, "cancelled", reason)
+
+
+# --- expiry --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Node:
+    id: int
+    path: str
+    status: str
+    expiry_date: date | None
+    timezone: str | None
+
+
+def _expiry_states(
+    rows: Iterable[Any], outer_chain: Sequence[Any], provider_timezone: str, now: datetime
+) -> dict[int, tuple[bool, int | None]]:
+    """For each row of a subtree: (effective expiry has passed, account the expiry comes from).
+
+    ``outer_chain`` is the subtree root's ancestors, whose expiry and timezone the
+    subtree may inherit. Rows are in path order, so parents come before children.
+    """
+    nodes = {n.id: n for n in (_Node(*r) for r in rows)}
+    outer = [_Node(a.id, a.path, a.status, a.expiry_date, a.timezone) for a in outer_chain]
+    states: dict[int, tuple[bool, int | None]] = {}
+    for node in nodes.values():
+        chain = list(outer) + [nodes[i] for i in ids_of(node.path) if i in nodes]
+        expiry = inheritance.resolve(chain, "expiry_date")
+        timezone = inheritance.resolve(chain, "timezone", provider_timezone).value
+        states[node.id] = (
+            inheritance.has_expired(expiry.value, timezone, now),
+            expiry.source_account_id,
+        )
+    return states
+
+
+async def _restore_unexpired(ctx: Ctx, account: Account) -> None:
+    """After an expiry moves later, accounts the sweep expired come back to active."""
+    provider = await providers.get(ctx.session, ctx.provider_id)
+    rows = await repository.expiry_relevant_rows(ctx.session, ctx.provider_id, account.path)
+    outer = (await repository.chain(ctx.session, account))[:-1]
+    states = _expiry_states(rows, outer, provider.default_timezone, ctx.now())
+    restored = [
+        r[0]
+        for r in rows
+        if r[2] == AccountStatus.expired.value and not states[r[0]][0]
+    ]
+    if not restored:
+        return
+    await repository.set_status(
+        ctx.session, ctx.provider_id, restored, AccountStatus.active.value, ctx.now()
+    )
+    await audit.record_many(
+        ctx,
+        [
+            audit.event(
+                ctx, entity=ENTITY, entity_id=i, action="unexpired", account_id=i,
+                before={"status": "expired"}, after={"status": "active"},
+            )  # fmt: skip
+            for i in restored
+        ],
+    )
+
+
+async def sweep_expired(ctx: Ctx) -> list[int]:
+    """Mark active accounts whose effective expiry has passed as expired; returns their ids.
+
+    Only accounts with an explicit expiry on or before today (UTC) can be the source of
+    a passed expiry, so the sweep starts from those and walks their subtrees.
+    """
+    provider = await providers.get(ctx.session, ctx.provider_id)
+    now = ctx.now()
+    # Local dates run at most a day ahead of UTC, so nothing later can have passed yet.
+    sources = await repository.expiry_sources(ctx.session, ctx.provider_id, now.date())
+    expired: list[int] = []
+    seen: set[int] = set()
+    for source in sources:
+        rows = await repository.expiry_relevant_rows(ctx.session, ctx.provider_id, source.path)
+        outer = (await repository.chain(ctx.session, source))[:-1]
+        states = _expiry_states(rows, outer, provider.default_timezone, now)
+        for row in rows:
+            account_id, status = row[0], row[2]
+            passed, source_id = states[account_id]
+            if (
+                status == AccountStatus.active.value
+                and passed
+                and source_id == source.id
+                and account_id not in seen
+            ):
+                seen.add(account_id)
+                expired.append(account_id)
+    if expired:
+        await repository.set_status(
+            ctx.session, ctx.provider_id, expired, AccountStatus.expired.value, now
+        )
+        await audit.record_many(
+            ctx,
+            [
+                audit.event(
+                    ctx, entity=ENTITY, entity_id=i, action="expired", account_id=i,
+                    before={"status": "active"}, after={"status": "expired"},
+                )  # fmt: skip
+                for i in expired
+            ],
+        )
+    return expired

@@ -1,0 +1,82 @@
+"""The application factory: the REST API, the console and their middleware."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from boughs import __version__
+from boughs.accounts.api import router as accounts_router
+from boughs.config import Settings, get_settings
+from boughs.db import Database
+from boughs.kit.clock import Clock, SystemClock
+from boughs.middleware import RequestIdMiddleware, install_error_handlers
+from boughs.schema import ensure_current
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+def api_router() -> APIRouter:
+    router = APIRouter(prefix=API_PREFIX)
+    router.include_router(accounts_router)
+    return router
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    clock: Clock | None = None,
+    check_schema: bool = True,
+    run_jobs: bool | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    if check_schema:
+        ensure_current(settings.database_url)
+    database = db or Database(settings.database_url, echo=settings.sql_echo)
+    the_clock = clock or SystemClock()
+    embedded = settings.embedded_worker and not settings.broker_url if run_jobs is None else run_jobs
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = None
+        if embedded:
+            from boughs.jobs.runtime import JobRuntime
+
+            runtime = JobRuntime(settings, clock=the_clock)
+            await runtime.start_embedded()
+            app.state.jobs = runtime
+        try:
+            yield
+        finally:
+            if runtime is not None:
+                await runtime.stop()
+            if db is None:
+                await database.dispose()
+
+    app = FastAPI(
+        title="Boughs",
+        version=__version__,
+        summary="Subscriber management and billing for account hierarchies.",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.clock = the_clock
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    app.include_router(api_router())
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,1 @@
+"""The audit trail: every change, who made it, acting as which account, before and after."""

@@ -1,0 +1,1 @@
+"""Who is asking: users, API tokens and the actor a request runs as."""

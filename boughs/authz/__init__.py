@@ -1,0 +1,1 @@
+"""What an actor may touch. Every read and write goes through ``scope_for``."""

@@ -1,0 +1,63 @@
+"""Route dependencies: the unit of work and the actor behind a request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import update
+
+from boughs.auth import service as auth
+from boughs.auth.models import ApiToken
+from boughs.context import Ctx
+from boughs.db import Database
+from boughs.kit.clock import Clock
+from boughs.kit.errors import Unauthorized
+from boughs.middleware import request_id_var
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized(
+            detail="This endpoint needs an API token.",
+            fix="send 'Authorization: Bearer <token>'; `boughs token create` makes one",
+        )
+    return token.strip()
+
+
+async def _touch_token(db: Database, token_id: int, clock: Clock) -> None:
+    async with db.transaction() as session:
+        await session.execute(
+            update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=clock.now())
+        )
+
+
+async def unit_of_work(request: Request) -> AsyncIterator[Ctx]:
+    """One transaction per request, committed before the response is sent."""
+    db: Database = request.app.state.db
+    clock: Clock = request.app.state.clock
+    token = _bearer(request)
+    write = request.method not in SAFE_METHODS
+    async with db.transaction(write=write) as session:
+        actor = await auth.authenticate(session, token, clock.now())
+        if actor.token_id is not None and session.dirty:
+            # Recording last use is its own small write, so reads stay reads.
+            session.expunge_all()
+            token_id = actor.token_id
+            session.info["after_commit"].append(lambda: _touch_token(db, token_id, clock))
+        yield Ctx(
+            session=session,
+            clock=clock,
+            actor=actor,
+            request_id=request_id_var.get(),
+        )
+
+
+# "function" scope: the commit happens before the response is sent, and a failed
+# commit becomes an error response instead of a success the database never saw.
+CtxDep = Annotated[Ctx, Depends(unit_of_work, scope="function")]

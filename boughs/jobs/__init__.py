@@ -1,0 +1,1 @@
+"""Background jobs: rows in the database, run by Dramatiq workers, sent after commit."""

@@ -1,0 +1,1 @@
+"""The tenant: every row of every table belongs to one provider."""

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from boughs.providers.models import Provider
+
+
+async def get(session: AsyncSession, provider_id: int) -> Provider:
+    result = await session.execute(select(Provider).where(Provider.id == provider_id))
+    return result.scalar_one()
+
+
+async def first(session: AsyncSession) -> Provider | None:
+    result = await session.execute(select(Provider).order_by(Provider.id).limit(1))
+    return result.scalar_one_or_none()
+
+
+async def all_ids(session: AsyncSession) -> list[int]:
+    result = await session.execute(select(Provider.id).order_by(Provider.id))
+    return list(result.scalars())
