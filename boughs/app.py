@@ -12,6 +12,7 @@ from boughs import __version__
 from boughs.accounts.api import router as accounts_router
 from boughs.config import Settings, get_settings
 from boughs.db import Database
+from boughs.jobs.api import router as jobs_router
 from boughs.kit.clock import Clock, SystemClock
 from boughs.middleware import RequestIdMiddleware, install_error_handlers
 from boughs.schema import ensure_current
@@ -24,6 +25,7 @@ API_PREFIX = "/api/v1"
 def api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
     router.include_router(accounts_router)
+    router.include_router(jobs_router)
     return router
 
 

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
         default="change-me-in-production-boughs-secret-key",
         description="Signs sessions and derives the key that encrypts subscriber secrets.",
     )
+    queue_name: str = Field(
+        default="boughs",
+        description="Broker queue; give each installation sharing a broker its own.",
+    )
     embedded_worker: bool = Field(
         default=True, description="Run job workers inside `boughs serve` when no broker is set."
     )

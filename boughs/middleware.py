@@ -17,9 +17,7 @@ from boughs.kit.errors import BoughsError, Conflict, FieldProblem, InvalidInput
 from boughs.kit.ids import new_request_id
 
 log = logging.getLogger("boughs")
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "request_id", default=None
-)
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 PROBLEM_JSON = "application/problem+json"
 
 

@@ -76,9 +76,7 @@ def _truncate_postgres(url: str) -> None:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def database_url(
-    request: pytest.FixtureRequest, sqlite_template: Path, tmp_path: Path
-) -> str:
+def database_url(request: pytest.FixtureRequest, sqlite_template: Path, tmp_path: Path) -> str:
     if request.param == "sqlite":
         path = tmp_path / "boughs.sqlite3"
         shutil.copyfile(sqlite_template, path)

@@ -135,24 +135,18 @@ async def renew_account(ctx: CtxDep, account_id: int, body: RenewRequest) -> Acc
 
 
 @router.post("/{account_id}/suspend", response_model=AccountOut)
-async def suspend_account(
-    ctx: CtxDep, account_id: int, body: StatusChange | None = None
-) -> AccountOut:
+async def suspend_account(ctx: CtxDep, account_id: int, body: StatusChange | None = None) -> AccountOut:
     reason = body.reason if body else ""
     return AccountOut.model_validate(await service.suspend(ctx, account_id, reason))
 
 
 @router.post("/{account_id}/unsuspend", response_model=AccountOut)
-async def unsuspend_account(
-    ctx: CtxDep, account_id: int, body: StatusChange | None = None
-) -> AccountOut:
+async def unsuspend_account(ctx: CtxDep, account_id: int, body: StatusChange | None = None) -> AccountOut:
     reason = body.reason if body else ""
     return AccountOut.model_validate(await service.unsuspend(ctx, account_id, reason))
 
 
 @router.post("/{account_id}/cancel", response_model=AccountOut)
-async def cancel_account(
-    ctx: CtxDep, account_id: int, body: StatusChange | None = None
-) -> AccountOut:
+async def cancel_account(ctx: CtxDep, account_id: int, body: StatusChange | None = None) -> AccountOut:
     reason = body.reason if body else ""
     return AccountOut.model_validate(await service.cancel(ctx, account_id, reason))

@@ -62,9 +62,7 @@ def has_expired(expiry_date: date | None, timezone: str, now: datetime) -> bool:
     return expiry_date is not None and now >= end_of_local_day(expiry_date, timezone)
 
 
-def effective_status(
-    chain: Sequence[ChainLink], now: datetime, provider_timezone: str
-) -> dict[str, Any]:
+def effective_status(chain: Sequence[ChainLink], now: datetime, provider_timezone: str) -> dict[str, Any]:
     blocker: ChainLink | None = None
     for account in reversed(chain):
         severity = _SEVERITY.get(account.status, 0)

@@ -9,11 +9,11 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Row,
     and_,
     case,
     delete,
     func,
+    insert,
     literal,
     or_,
     select,
@@ -35,9 +35,7 @@ def _visible(scope: Scope) -> ColumnElement[bool]:
 
 
 async def get(session: AsyncSession, scope: Scope, account_id: int) -> Account | None:
-    result = await session.execute(
-        select(Account).where(Account.id == account_id, _visible(scope))
-    )
+    result = await session.execute(select(Account).where(Account.id == account_id, _visible(scope)))
     return result.scalar_one_or_none()
 
 
@@ -51,7 +49,7 @@ async def get_many(session: AsyncSession, scope: Scope, ids: Sequence[int]) -> l
 async def lock(session: AsyncSession, provider_id: int, ids: Sequence[int]) -> None:
     """Row locks in id order (so two movers cannot deadlock). SQLite writers already hold
     the database's single write lock from BEGIN IMMEDIATE."""
-    if session.bind.dialect.name == "sqlite" or not ids:
+    if session.get_bind().dialect.name == "sqlite" or not ids:
         return
     await session.execute(
         select(Account.id)
@@ -61,13 +59,9 @@ async def lock(session: AsyncSession, provider_id: int, ids: Sequence[int]) -> N
     )
 
 
-async def get_by_external_id(
-    session: AsyncSession, provider_id: int, external_id: str
-) -> Account | None:
+async def get_by_external_id(session: AsyncSession, provider_id: int, external_id: str) -> Account | None:
     result = await session.execute(
-        select(Account).where(
-            Account.provider_id == provider_id, Account.external_id == external_id
-        )
+        select(Account).where(Account.provider_id == provider_id, Account.external_id == external_id)
     )
     return result.scalar_one_or_none()
 
@@ -236,14 +230,10 @@ async def delete_account(session: AsyncSession, account: Account) -> None:
 async def open_link(
     session: AsyncSession, provider_id: int, child_id: int, parent_id: int | None, at: datetime
 ) -> None:
-    session.add(
-        AccountLink(provider_id=provider_id, child_id=child_id, parent_id=parent_id, valid_from=at)
-    )
+    session.add(AccountLink(provider_id=provider_id, child_id=child_id, parent_id=parent_id, valid_from=at))
 
 
-async def close_current_link(
-    session: AsyncSession, provider_id: int, child_id: int, at: datetime
-) -> None:
+async def close_current_link(session: AsyncSession, provider_id: int, child_id: int, at: datetime) -> None:
     await session.execute(
         update(AccountLink)
         .where(
@@ -267,12 +257,11 @@ async def links(session: AsyncSession, provider_id: int, child_id: int) -> list[
 
 # --- expiry --------------------------------------------------------------------------
 
-ExpiryRow = Row[tuple[int, str, str, date | None, str | None]]
+# id, path, status, expiry_date, timezone
+ExpiryRow = tuple[int, str, str, date | None, str | None]
 
 
-async def expiry_sources(
-    session: AsyncSession, provider_id: int, on_or_before: date
-) -> list[Account]:
+async def expiry_sources(session: AsyncSession, provider_id: int, on_or_before: date) -> list[Account]:
     """Accounts whose own expiry date is on or before the given date, outermost first."""
     result = await session.execute(
         select(Account)
@@ -286,9 +275,7 @@ async def expiry_sources(
     return list(result.scalars())
 
 
-async def expiry_relevant_rows(
-    session: AsyncSession, provider_id: int, path: str
-) -> Sequence[ExpiryRow]:
+async def expiry_relevant_rows(session: AsyncSession, provider_id: int, path: str) -> Sequence[ExpiryRow]:
     """In a subtree, the rows that can expire or that shape what their descendants inherit."""
     result = await session.execute(
         select(Account.id, Account.path, Account.status, Account.expiry_date, Account.timezone)
@@ -303,7 +290,7 @@ async def expiry_relevant_rows(
         )
         .order_by(Account.path)
     )
-    return result.all()  # type: ignore[return-value]
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in result.all()]
 
 
 async def set_status(
@@ -320,4 +307,4 @@ async def set_status(
 
 async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(Account.__table__.insert(), rows)
+        await session.execute(insert(Account), rows)

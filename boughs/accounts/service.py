@@ -373,7 +373,9 @@ _ALLOWED_FROM = {
     "suspended": {AccountStatus.active.value, AccountStatus.expired.value},
     "unsuspended": {AccountStatus.suspended.value},
     "cancelled": {
-        AccountStatus.active.value, AccountStatus.suspended.value, AccountStatus.expired.value
+        AccountStatus.active.value,
+        AccountStatus.suspended.value,
+        AccountStatus.expired.value,
     },
 }
 
@@ -459,23 +461,22 @@ async def _restore_unexpired(ctx: Ctx, account: Account) -> None:
     rows = await repository.expiry_relevant_rows(ctx.session, ctx.provider_id, account.path)
     outer = (await repository.chain(ctx.session, account))[:-1]
     states = _expiry_states(rows, outer, provider.default_timezone, ctx.now())
-    restored = [
-        r[0]
-        for r in rows
-        if r[2] == AccountStatus.expired.value and not states[r[0]][0]
-    ]
+    restored = [r[0] for r in rows if r[2] == AccountStatus.expired.value and not states[r[0]][0]]
     if not restored:
         return
-    await repository.set_status(
-        ctx.session, ctx.provider_id, restored, AccountStatus.active.value, ctx.now()
-    )
+    await repository.set_status(ctx.session, ctx.provider_id, restored, AccountStatus.active.value, ctx.now())
     await audit.record_many(
         ctx,
         [
             audit.event(
-                ctx, entity=ENTITY, entity_id=i, action="unexpired", account_id=i,
-                before={"status": "expired"}, after={"status": "active"},
-            )  # fmt: skip
+                ctx,
+                entity=ENTITY,
+                entity_id=i,
+                action="unexpired",
+                account_id=i,
+                before={"status": "expired"},
+                after={"status": "active"},
+            )
             for i in restored
         ],
     )
@@ -509,16 +510,19 @@ async def sweep_expired(ctx: Ctx) -> list[int]:
                 seen.add(account_id)
                 expired.append(account_id)
     if expired:
-        await repository.set_status(
-            ctx.session, ctx.provider_id, expired, AccountStatus.expired.value, now
-        )
+        await repository.set_status(ctx.session, ctx.provider_id, expired, AccountStatus.expired.value, now)
         await audit.record_many(
             ctx,
             [
                 audit.event(
-                    ctx, entity=ENTITY, entity_id=i, action="expired", account_id=i,
-                    before={"status": "active"}, after={"status": "expired"},
-                )  # fmt: skip
+                    ctx,
+                    entity=ENTITY,
+                    entity_id=i,
+                    action="expired",
+                    account_id=i,
+                    before={"status": "active"},
+                    after={"status": "expired"},
+                )
                 for i in expired
             ],
         )

@@ -31,7 +31,7 @@ def check_password_strength(password: str, *, field: str = "password") -> None:
             f"is shorter than {MIN_PASSWORD_LENGTH} characters",
             f"choose a password of at least {MIN_PASSWORD_LENGTH} characters",
         )
-    if password.isdigit() or password.isalpha() and password.lower() == password:
+    if password.isdigit() or (password.isalpha() and password.lower() == password):
         raise InvalidInput.on_field(
             field,
             "is too easy to guess",

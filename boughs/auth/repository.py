@@ -12,17 +12,13 @@ async def user_by_email(session: AsyncSession, email: str) -> User | None:
 
 
 async def user_by_id(session: AsyncSession, provider_id: int, user_id: int) -> User | None:
-    result = await session.execute(
-        select(User).where(User.provider_id == provider_id, User.id == user_id)
-    )
+    result = await session.execute(select(User).where(User.provider_id == provider_id, User.id == user_id))
     return result.scalar_one_or_none()
 
 
 async def token_with_user(session: AsyncSession, digest: str) -> tuple[ApiToken, User] | None:
     result = await session.execute(
-        select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(
-            ApiToken.digest == digest
-        )
+        select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.digest == digest)
     )
     row = result.first()
     return (row[0], row[1]) if row else None

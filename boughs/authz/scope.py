@@ -32,12 +32,7 @@ class Scope:
             return true()
         if not self.subtree_paths:
             return false()
-        return or_(
-            *(
-                and_(path_column >= p, path_column < upper_bound(p))
-                for p in self.subtree_paths
-            )
-        )
+        return or_(*(and_(path_column >= p, path_column < upper_bound(p)) for p in self.subtree_paths))
 
 
 def _compute_scope(actor: Actor) -> Scope:
@@ -48,8 +43,8 @@ def _compute_scope(actor: Actor) -> Scope:
 
 async def scope_of(ctx: Ctx) -> Scope:
     """The actor's scope, computed once per unit of work."""
-    scope = ctx.cache.get("scope")
+    scope: Scope | None = ctx.cache.get("scope")
     if scope is None:
         scope = _compute_scope(ctx.actor)
         ctx.cache["scope"] = scope
-    return scope  # type: ignore[no-any-return]
+    return scope

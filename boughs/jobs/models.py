@@ -46,6 +46,10 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Last time a message for it went to the broker; a queued job not picked up long after
+    # that (the broker lost it, or it was never sent) is sent again.
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    run_after: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Schedule(Base):

@@ -1,0 +1,267 @@
+"""The `boughs` command: serve, upgrade the schema, set up, and operate."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import threading
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.tree import Tree
+
+from boughs.config import Settings, get_settings
+from boughs.db import Database
+from boughs.kit.clock import SystemClock
+from boughs.kit.errors import BoughsError, SchemaOutOfDate
+
+app = typer.Typer(help="Boughs: subscriber management and billing for account hierarchies.")
+db_app = typer.Typer(help="Database schema.")
+token_app = typer.Typer(help="API tokens.")
+accounts_app = typer.Typer(help="Accounts.")
+app.add_typer(db_app, name="db")
+app.add_typer(token_app, name="token")
+app.add_typer(accounts_app, name="accounts")
+
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def run(work: Callable[[Database], Awaitable[T]], settings: Settings | None = None) -> T:
+    """Run async work against the configured database, turning known errors into exit 1."""
+    settings = settings or get_settings()
+
+    async def main() -> T:
+        db = Database(settings.database_url)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except BoughsError as exc:
+        err.print(f"[red]error:[/red] {exc.detail}")
+        if exc.fix:
+            err.print(f"fix: {exc.fix}")
+        raise typer.Exit(1) from exc
+
+
+def require_current_schema(settings: Settings) -> None:
+    from boughs.schema import ensure_current
+
+    try:
+        ensure_current(settings.database_url)
+    except SchemaOutOfDate as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        bool | None,
+        typer.Option(
+            "--workers/--no-workers",
+            help="Run job workers in this process (default: yes unless BOUGHS_BROKER_URL is set).",
+        ),
+    ] = None,
+) -> None:
+    """Serve the API and console."""
+    import uvicorn
+
+    from boughs.app import create_app
+    from boughs.middleware import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    require_current_schema(settings)
+    application = create_app(settings, check_schema=False, run_jobs=workers)
+    console.print(f"Boughs is serving on http://{host}:{port}  (API docs: /api/docs)")
+    uvicorn.run(application, host=host, port=port, log_config=None, proxy_headers=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema up to date (creates the SQLite file if needed)."""
+    from boughs.schema import current_revision, head_revision, upgrade
+
+    settings = get_settings()
+    before = current_revision(settings.database_url)
+    upgrade(settings.database_url)
+    head = head_revision(settings.database_url)
+    if before == head:
+        console.print(f"The schema is up to date (revision {head}).")
+    else:
+        console.print(f"Upgraded the schema from {before or 'empty'} to {head}.")
+
+
+@app.command()
+def init(
+    admin_email: Annotated[str, typer.Option(help="Email of the provider's owner.")],
+    admin_password: Annotated[str, typer.Option(help="Password of the provider's owner.")],
+    provider_name: Annotated[str, typer.Option(help="Name of the provider.")] = "My provider",
+    timezone: Annotated[str, typer.Option(help="The provider's default timezone.")] = "UTC",
+    currency: Annotated[str, typer.Option(help="The provider's default currency.")] = "USD",
+) -> None:
+    """Create the provider and its owner, if they do not exist yet."""
+    from boughs.auth import repository as users
+    from boughs.auth import service as auth
+    from boughs.auth.actor import StaffRole
+
+    settings = get_settings()
+    require_current_schema(settings)
+
+    async def work(db: Database) -> str:
+        now = SystemClock().now()
+        async with db.transaction() as session:
+            provider = await auth.ensure_provider(
+                session, provider_name, now, timezone=timezone, currency=currency
+            )
+            if await users.user_by_email(session, admin_email) is not None:
+                return f"{admin_email} already exists; nothing changed."
+            await auth.create_user(
+                session, provider.id, admin_email, admin_password, now,
+                name="Owner", staff_role=StaffRole.owner,
+            )  # fmt: skip
+            return f"Created provider '{provider.name}' and its owner {admin_email}."
+
+    console.print(run(work, settings))
+
+
+@token_app.command("create")
+def token_create(
+    email: Annotated[str, typer.Option(help="The user the token acts as.")],
+    name: Annotated[str, typer.Option(help="What the token is for.")],
+    expires_in_days: Annotated[
+        int | None, typer.Option(help="Days until the token expires; default never.")
+    ] = None,
+) -> None:
+    """Print a new API token for a user. It is shown once; only its hash is kept."""
+    from boughs.auth import repository as users
+    from boughs.auth import service as auth
+    from boughs.kit.errors import NotFound
+
+    settings = get_settings()
+    require_current_schema(settings)
+
+    async def work(db: Database) -> str:
+        now = SystemClock().now()
+        async with db.transaction() as session:
+            user = await users.user_by_email(session, email)
+            if user is None:
+                raise NotFound(
+                    detail=f"There is no user {email}.",
+                    fix="check the email, or create the owner with `boughs init`",
+                )
+            expires = now + timedelta(days=expires_in_days) if expires_in_days else None
+            issued = await auth.issue_token(session, user, name, now, expires)
+            return issued.token
+
+    token = run(work, settings)
+    err.print("New API token (shown once; send it as 'Authorization: Bearer <token>'):")
+    print(token)
+
+
+@accounts_app.command("tree")
+def accounts_tree(
+    account_id: Annotated[int, typer.Argument(help="The account at the top of the tree.")],
+    max_depth: Annotated[int, typer.Option(help="Levels to show below the account.")] = 3,
+    max_children: Annotated[int, typer.Option(help="Children to show per account.")] = 50,
+) -> None:
+    """Print an account and its subtree."""
+    from boughs.accounts import repository
+    from boughs.accounts.models import Account
+    from boughs.authz.scope import Scope
+    from boughs.kit.errors import NotFound
+
+    settings = get_settings()
+    require_current_schema(settings)
+
+    async def work(db: Database) -> Tree:
+        async with db.transaction(write=False) as session:
+            root = await session.get(Account, account_id)
+            if root is None:
+                raise NotFound(detail=f"There is no account {account_id}.", fix="check the id")
+            scope = Scope(provider_id=root.provider_id, whole_provider=True)
+            summary = await repository.subtree_summary(session, root)
+            tree = Tree(_label(root) + f"  [dim]({summary.accounts} accounts in subtree)[/dim]")
+
+            async def add(node: Tree, account: Account, level: int) -> None:
+                if level >= max_depth:
+                    return
+                kids = await repository.list_by_path(
+                    session, scope,
+                    repository.AccountFilter(parent_id=account.id), None, max_children + 1,
+                )  # fmt: skip
+                for kid in kids[:max_children]:
+                    await add(node.add(_label(kid)), kid, level + 1)
+                if len(kids) > max_children:
+                    node.add("[dim]…more[/dim]")
+
+            await add(tree, root, 0)
+            return tree
+
+    console.print(run(work, settings))
+
+
+def _label(account: Any) -> str:
+    external = f" [dim]{account.external_id}[/dim]" if account.external_id else ""
+    status = "" if account.status == "active" else f" [yellow]{account.status}[/yellow]"
+    return f"[bold]{account.name}[/bold] #{account.id}{external}{status}"
+
+
+@app.command()
+def worker(
+    threads: Annotated[int, typer.Option(help="Jobs run at once in this process.")] = 4,
+) -> None:
+    """Run job workers against BOUGHS_BROKER_URL (Redis or RabbitMQ); start as many as you like."""
+    from boughs.jobs.runtime import JobRuntime
+    from boughs.middleware import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    if not settings.broker_url:
+        err.print(
+            "[red]error:[/red] BOUGHS_BROKER_URL is not set.\n"
+            "fix: set it to redis://… or amqp://… to run separate workers; without a broker, "
+            "`boughs serve` runs the jobs itself."
+        )
+        raise typer.Exit(2)
+    require_current_schema(settings)
+    runtime = JobRuntime(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    runtime.start_worker(threads)
+    console.print(f"Worker {runtime.worker_name} is running jobs from queue '{runtime.queue_name}'.")
+    sys.stdout.flush()
+
+    async def ticks() -> None:
+        db = Database(settings.database_url)
+        try:
+            while not stop.is_set():
+                try:
+                    await runtime.tick(db)
+                except Exception as exc:  # the next tick tries again
+                    err.print(f"scheduler tick failed: {exc}")
+                await asyncio.to_thread(stop.wait, settings.scheduler_interval_seconds)
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(ticks())
+    finally:
+        runtime.stop_worker()
+        console.print("Worker stopped.")
+
+
+if __name__ == "__main__":
+    app()

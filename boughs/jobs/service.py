@@ -1,0 +1,48 @@
+"""Starting jobs from a unit of work: the row is written now, the message sent on commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from boughs.context import Ctx
+from boughs.jobs import registry, repository, runtime
+from boughs.jobs.models import Job, JobStatus
+from boughs.kit.errors import NotFound
+
+
+async def enqueue(
+    ctx: Ctx, kind: str, args: dict[str, Any] | None = None, *, dedupe_key: str | None = None
+) -> Job:
+    """A retried request with the same dedupe key gets the job it already started."""
+    registry.load_all()
+    if kind not in registry.HANDLERS:
+        raise ValueError(f"unknown job kind {kind!r}")
+    if dedupe_key is not None:
+        existing = await repository.by_dedupe_key(ctx.session, ctx.provider_id, dedupe_key)
+        if existing is not None:
+            return existing
+    sender = runtime.current()
+    job = Job(
+        provider_id=ctx.provider_id,
+        kind=kind,
+        args=args or {},
+        status=JobStatus.queued.value,
+        dedupe_key=dedupe_key,
+        created_by_user_id=ctx.actor.user_id,
+        created_at=ctx.now(),
+        # Without a runtime in this process (a CLI command), the next tick of any worker sends it.
+        sent_at=ctx.now() if sender is not None else None,
+    )
+    ctx.session.add(job)
+    await ctx.session.flush()
+    if sender is not None:
+        job_id = job.id
+        ctx.after_commit(lambda: sender.send(job_id))
+    return job
+
+
+async def get(ctx: Ctx, job_id: int) -> Job:
+    job = await repository.get(ctx.session, ctx.provider_id, job_id)
+    if job is None:
+        raise NotFound(detail=f"There is no job {job_id}.", fix="check the job id")
+    return job
