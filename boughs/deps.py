@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.routing import APIRoute
 from sqlalchemy import update
 
 from boughs.auth import service as auth
 from boughs.auth.models import ApiToken
 from boughs.context import Ctx
 from boughs.db import Database
+from boughs.idempotency import service as idempotency
 from boughs.kit.clock import Clock
 from boughs.kit.errors import Unauthorized
 from boughs.middleware import request_id_var
@@ -50,14 +52,37 @@ async def unit_of_work(request: Request) -> AsyncIterator[Ctx]:
             session.expunge_all()
             token_id = actor.token_id
             session.info["after_commit"].append(lambda: _touch_token(db, token_id, clock))
-        yield Ctx(
-            session=session,
-            clock=clock,
-            actor=actor,
-            request_id=request_id_var.get(),
-        )
+        ctx = Ctx(session=session, clock=clock, actor=actor, request_id=request_id_var.get())
+        if write:
+            request.state.idempotency = await idempotency.begin(request, ctx)
+        yield ctx
 
 
 # "function" scope: the commit happens before the response is sent, and a failed
 # commit becomes an error response instead of a success the database never saw.
 CtxDep = Annotated[Ctx, Depends(unit_of_work, scope="function")]
+
+
+class UnitOfWorkRoute(APIRoute):
+    """Stores the answer of an idempotent write inside the request's own transaction.
+
+    The handler returns its response while the unit of work is still open (it closes
+    when the route's dependencies exit), so the stored answer commits with the work.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_and_remember(request: Request) -> Response:
+            response = await handle(request)
+            pending = getattr(request.state, "idempotency", None)
+            if pending is not None and response.status_code < 400:
+                pending.record(response)
+            return response
+
+        return handle_and_remember
+
+
+def domain_router(prefix: str, tag: str) -> APIRouter:
+    """The router every domain's api.py uses."""
+    return APIRouter(prefix=prefix, tags=[tag], route_class=UnitOfWorkRoute)

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -114,6 +114,12 @@ def validation_problem(exc: RequestValidationError) -> InvalidInput:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    from boughs.idempotency.service import Replay
+
+    @app.exception_handler(Replay)
+    async def _replay(request: Request, exc: Replay) -> Response:
+        return exc.response()
+
     @app.exception_handler(BoughsError)
     async def _boughs(request: Request, exc: BoughsError) -> JSONResponse:
         return problem_response(exc, request)

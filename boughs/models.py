@@ -4,6 +4,7 @@ from boughs.accounts.models import Account, AccountLink
 from boughs.audit.models import AuditEvent
 from boughs.auth.models import ApiToken, User
 from boughs.db import Base
+from boughs.idempotency.models import IdempotencyKey
 from boughs.jobs.models import Job, Schedule
 from boughs.providers.models import Provider
 
@@ -13,6 +14,7 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "Base",
+    "IdempotencyKey",
     "Job",
     "Provider",
     "Schedule",

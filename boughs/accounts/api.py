@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 
 from boughs.accounts import service
 from boughs.accounts.models import AccountStatus
@@ -19,10 +19,10 @@ from boughs.accounts.schemas import (
     StatusChange,
     SubtreeSummaryOut,
 )
-from boughs.deps import CtxDep
+from boughs.deps import CtxDep, domain_router
 from boughs.kit.pagination import DEFAULT_LIMIT, Page
 
-router = APIRouter(prefix="/accounts", tags=["accounts"])
+router = domain_router("/accounts", "accounts")
 
 Limit = Annotated[int, Query(ge=1, le=500, description="Rows per page.")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page.")]

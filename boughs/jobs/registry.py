@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,6 +20,7 @@ class Periodic:
     every: timedelta
 
 
+TASK_MODULES = ("boughs.accounts.tasks", "boughs.idempotency.tasks")
 HANDLERS: dict[str, Handler] = {}
 PERIODIC: dict[str, Periodic] = {}
 
@@ -39,4 +41,5 @@ def job(kind: str, *, every: timedelta | None = None) -> Callable[[Handler], Han
 
 def load_all() -> None:
     """Import every domain's tasks so their handlers are registered."""
-    import boughs.accounts.tasks  # noqa: F401
+    for module in TASK_MODULES:
+        importlib.import_module(module)

@@ -3,7 +3,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from boughs.kit.schema import Output
+from pydantic import Field
+
+from boughs.kit.schema import Input, Output
+
+
+class JobStart(Input):
+    kind: str = Field(description="A periodic task to run now, e.g. accounts.expiry_sweep.")
 
 
 class JobOut(Output):

@@ -7,7 +7,7 @@ from typing import Any
 from boughs.context import Ctx
 from boughs.jobs import registry, repository, runtime
 from boughs.jobs.models import Job, JobStatus
-from boughs.kit.errors import NotFound
+from boughs.kit.errors import Forbidden, InvalidInput, NotFound
 
 
 async def enqueue(
@@ -46,3 +46,19 @@ async def get(ctx: Ctx, job_id: int) -> Job:
     if job is None:
         raise NotFound(detail=f"There is no job {job_id}.", fix="check the job id")
     return job
+
+
+async def run_periodic_now(ctx: Ctx, kind: str) -> Job:
+    registry.load_all()
+    if kind not in registry.PERIODIC:
+        raise InvalidInput.on_field(
+            "kind",
+            f"{kind!r} is not a periodic task",
+            f"use one of {', '.join(sorted(registry.PERIODIC))}",
+        )
+    if ctx.actor.staff_role not in ("owner", "admin"):
+        raise Forbidden(
+            detail="Only the provider's owner or admins can start periodic tasks.",
+            fix="ask an administrator of the provider",
+        )
+    return await enqueue(ctx, kind)

@@ -1,0 +1,91 @@
+"""The application as an operator starts it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from boughs.app import create_app
+from boughs.config import Settings
+from boughs.kit.errors import SchemaOutOfDate
+from boughs.schema import upgrade
+
+
+def test_refuses_to_start_on_an_empty_or_old_schema(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'empty.sqlite3'}"
+    with pytest.raises(SchemaOutOfDate, match="boughs db upgrade"):
+        create_app(Settings(database_url=url))
+    upgrade(url, "0001")
+    with pytest.raises(SchemaOutOfDate, match="revision 0001"):
+        create_app(Settings(database_url=url))
+    upgrade(url)
+    assert create_app(Settings(database_url=url)) is not None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _boughs(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "boughs.cli", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_serve_end_to_end_with_embedded_jobs(tmp_path: Path) -> None:
+    env = {**os.environ, "BOUGHS_DATABASE_URL": f"sqlite:///{tmp_path / 'boughs.sqlite3'}"}
+    env.pop("BOUGHS_BROKER_URL", None)
+    _boughs(env, "db", "upgrade")
+    _boughs(env, "init", "--admin-email", "owner@isp.test", "--admin-password", "Correct-Horse-9")
+    token = _boughs(env, "token", "create", "--email", "owner@isp.test", "--name", "smoke").strip()
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "boughs.cli", "serve", "--port", str(port)],
+        env={**env, "BOUGHS_SCHEDULER_INTERVAL_SECONDS": "0.5"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up"
+            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
+            time.sleep(0.2)
+        auth = {"Authorization": f"Bearer {token}"}
+        created = httpx.post(
+            f"{base}/api/v1/accounts", json={"name": "Lapsed", "expiry_date": "2020-01-01"}, headers=auth
+        )
+        assert created.status_code == 201, created.text
+        assert created.headers["x-request-id"]
+        account_url = f"{base}/api/v1/accounts/{created.json()['id']}"
+        # The embedded worker runs the expiry sweep without any broker.
+        job = httpx.post(f"{base}/api/v1/jobs", json={"kind": "accounts.expiry_sweep"}, headers=auth)
+        assert job.status_code == 202, job.text
+        deadline = time.monotonic() + 30
+        job_url = f"{base}/api/v1/jobs/{job.json()['id']}"
+        while httpx.get(job_url, headers=auth).json()["status"] != "succeeded":
+            assert time.monotonic() < deadline, "the embedded expiry sweep never ran"
+            time.sleep(0.2)
+        assert httpx.get(account_url, headers=auth).json()["status"] == "expired"
+        assert httpx.get(f"{base}/api/docs").status_code == 200
+        assert httpx.get(f"{base}/api/v1/accounts").headers["content-type"] == "application/problem+json"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
