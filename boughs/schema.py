@@ -34,6 +34,22 @@ def _prepare_sqlite_directory(database_url: str) -> None:
 def upgrade(database_url: str, revision: str = "head") -> None:
     _prepare_sqlite_directory(database_url)
     command.upgrade(alembic_config(database_url), revision)
+    refresh_sqlite_statistics(database_url)
+
+
+def refresh_sqlite_statistics(database_url: str) -> None:
+    """SQLite plans from the statistics ANALYZE leaves; without them it may scan a whole
+    provider for a lookup by id. A bounded sample keeps this quick on large files."""
+    url = sync_url(database_url)
+    if url.get_backend_name() != "sqlite":
+        return
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+            conn.exec_driver_sql("ANALYZE")
+    finally:
+        engine.dispose()
 
 
 def head_revision(database_url: str) -> str | None:

@@ -45,8 +45,10 @@ def _in(column: str, values: type[StrEnum]) -> str:
 class Account(Base):
     __tablename__ = "accounts"
     __table_args__ = (
-        # A subtree is a range of this index: path >= '/1/5/' AND path < '/1/50'.
-        UniqueConstraint("provider_id", "path"),
+        # A subtree is a range of this index: path >= '/1/5/' AND path < '/1/50'. Status
+        # and depth ride along so counts and depth checks over a subtree never touch the
+        # table. A path ends in its account's id, so paths are unique without a constraint.
+        Index("ix_accounts_subtree", "provider_id", "path", "status", "depth"),
         UniqueConstraint("provider_id", "external_id"),
         Index("ix_accounts_provider_id_parent_id", "provider_id", "parent_id"),
         Index("ix_accounts_provider_id_name", "provider_id", "name"),

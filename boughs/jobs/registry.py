@@ -20,7 +20,7 @@ class Periodic:
     every: timedelta
 
 
-TASK_MODULES = ("boughs.accounts.tasks", "boughs.idempotency.tasks")
+TASK_MODULES = ("boughs.accounts.tasks", "boughs.idempotency.tasks", "boughs.jobs.tasks")
 HANDLERS: dict[str, Handler] = {}
 PERIODIC: dict[str, Periodic] = {}
 

@@ -93,11 +93,13 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_accounts")),
         sa.UniqueConstraint("provider_id", "external_id", name=op.f("uq_accounts_provider_id_external_id")),
-        sa.UniqueConstraint("provider_id", "path", name=op.f("uq_accounts_provider_id_path")),
     )
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.create_index("ix_accounts_provider_id_name", ["provider_id", "name"], unique=False)
         batch_op.create_index("ix_accounts_provider_id_parent_id", ["provider_id", "parent_id"], unique=False)
+        batch_op.create_index(
+            "ix_accounts_subtree", ["provider_id", "path", "status", "depth"], unique=False
+        )
 
     op.create_table(
         "audit_events",
@@ -296,6 +298,7 @@ def downgrade() -> None:
     op.drop_table("audit_events")
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.drop_index("ix_accounts_provider_id_parent_id")
+        batch_op.drop_index("ix_accounts_subtree")
         batch_op.drop_index("ix_accounts_provider_id_name")
 
     op.drop_table("accounts")
