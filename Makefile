@@ -18,7 +18,7 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/boughs db upgrade
-	$(BIN)/boughs demo
+	$(BIN)/boughs demo --if-empty
 	$(BIN)/boughs serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)

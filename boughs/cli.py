@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -210,6 +211,119 @@ def accounts_tree(
             return tree
 
     console.print(run(work, settings))
+
+
+@accounts_app.command("import")
+def accounts_import(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV with a header row: name (required), external_id, parent_external_id, description, "
+            "contact_email, technical_contact_email, expiry_date, invoice_mode, timezone, currency, "
+            "billing_address, billing_tax_id, billing_email.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ],
+    provider_id: Annotated[
+        int | None, typer.Option(help="Provider to import into; default the install's first provider.")
+    ] = None,
+) -> None:
+    """Create a customer base from CSV, all or nothing: every row is checked before any is written."""
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from boughs.accounts.importer import ImportReport, import_accounts, read_csv
+    from boughs.kit.errors import NotFound
+    from boughs.providers import repository as providers
+
+    settings = get_settings()
+    require_current_schema(settings)
+
+    async def work(db: Database) -> ImportReport:
+        target = provider_id
+        if target is None:
+            async with db.transaction(write=False) as session:
+                first = await providers.first(session)
+            if first is None:
+                raise NotFound(
+                    detail="There is no provider to import into yet.",
+                    fix="create it with `boughs init` (or `boughs demo`) first",
+                )
+            target = first.id
+        with (
+            read_csv(file) as rows,
+            Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                console=err, transient=True,
+            ) as progress,
+        ):  # fmt: skip
+            task = progress.add_task(f"Checking {file.name}", total=None)
+
+            def on_progress(done: int, total: int) -> None:
+                progress.update(task, description="Writing accounts", completed=done, total=total)
+
+            return await import_accounts(
+                db, target, rows, source_name=rows.name, clock=SystemClock(), on_progress=on_progress
+            )
+
+    report = run(work, settings)
+    if report.ok:
+        console.print(
+            f"Imported {report.created:,} accounts from {escape(file.name)} in {report.seconds:.1f} s "
+            f"({report.rate:,.0f} accounts/s).",
+            soft_wrap=True,
+        )
+        return
+    for rejected in report.rejected:
+        who = f" ({rejected.external_id})" if rejected.external_id else ""
+        console.print(f"line {rejected.line}{escape(who)}: {escape(rejected.reason)}", soft_wrap=True)
+    err.print(
+        f"[red]error:[/red] nothing was imported: {len(report.rejected):,} of {report.rows:,} rows "
+        "were rejected.\nfix: correct the rows above and import the whole file again.",
+        soft_wrap=True,
+    )
+    raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    if_empty: Annotated[
+        bool,
+        typer.Option(
+            "--if-empty",
+            help="Leave a database that already serves a provider of its own untouched "
+            "(what `make run` uses).",
+        ),
+    ] = False,
+) -> None:
+    """Load the demo data (idempotent: running it again changes nothing) and print the demo login."""
+    from boughs.demo import DemoReport, is_foreign_install, load_demo
+
+    settings = get_settings()
+    require_current_schema(settings)
+
+    async def work(db: Database) -> DemoReport | None:
+        if if_empty and await is_foreign_install(db):
+            return None
+        return await load_demo(db, SystemClock())
+
+    report = run(work, settings)
+    if report is None:
+        console.print("This database already has a provider of its own; the demo data was not loaded.")
+        return
+    if report.provider_created:
+        console.print("Created the demo provider.")
+    if report.admin_created:
+        console.print(f"Created the demo admin {report.admin_email}.")
+    if report.accounts_created:
+        console.print(f"Loaded {report.accounts_created} of the {report.accounts_total} demo accounts.")
+    else:
+        console.print(f"The {report.accounts_total} demo accounts are already loaded; nothing changed.")
+    console.print(f"Demo admin login: {report.admin_email} / {report.admin_password}", soft_wrap=True)
+    if not report.admin_password_works:
+        err.print("[yellow]note:[/yellow] that password was changed since the demo was loaded.")
 
 
 def _label(account: Any) -> str:
