@@ -138,7 +138,7 @@ async def make_tenant(db: Database, clock: FrozenClock, name: str = "Test ISP") 
         await session.flush()
         email = f"owner-{uuid.uuid4().hex[:6]}@{name.lower().replace(' ', '-')}.test"
         owner = await auth.create_user(
-            session, provider.id, email, "Sup3r-secret-pw", clock.now(),
+            session, provider.id, email, None, clock.now(),
             staff_role=StaffRole.owner,
         )  # fmt: skip
         issued = await auth.issue_token(session, owner, "tests", clock.now())

@@ -6,7 +6,7 @@ from fastapi import Query, Response
 
 from boughs.accounts import service
 from boughs.accounts.models import AccountStatus
-from boughs.accounts.repository import AccountFilter
+from boughs.accounts.repository import MAX_DEPTH, MAX_ID, AccountFilter
 from boughs.accounts.schemas import (
     AccountCreate,
     AccountLinkOut,
@@ -46,10 +46,10 @@ async def list_accounts(
     ctx: CtxDep,
     q: Annotated[str | None, Query(description="Part of the name, or the exact external id.")] = None,
     status: AccountStatus | None = None,
-    parent_id: int | None = None,
+    parent_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     top_level: bool | None = None,
-    depth: Annotated[int | None, Query(ge=0)] = None,
-    root_id: int | None = None,
+    depth: Annotated[int | None, Query(ge=0, le=MAX_DEPTH)] = None,
+    root_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> Page[AccountOut]:

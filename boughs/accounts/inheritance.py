@@ -58,8 +58,14 @@ _SEVERITY = {AccountStatus.cancelled.value: 2, AccountStatus.suspended.value: 1}
 
 
 def has_expired(expiry_date: date | None, timezone: str, now: datetime) -> bool:
-    """An expiry date is the last day of service, to its end in the account's timezone."""
-    return expiry_date is not None and now >= end_of_local_day(expiry_date, timezone)
+    """An expiry date is the last day of service, to its end in the account's timezone.
+
+    The last day the calendar holds (9999-12-31, the usual way to write "never") has no
+    end to compute, and never passes.
+    """
+    if expiry_date is None or expiry_date == date.max:
+        return False
+    return now >= end_of_local_day(expiry_date, timezone)
 
 
 def effective_status(chain: Sequence[ChainLink], now: datetime, provider_timezone: str) -> dict[str, Any]:

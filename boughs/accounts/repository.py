@@ -22,8 +22,19 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.accounts.models import Account, AccountLink, AccountStatus
+from boughs.audit.models import AuditEvent
 from boughs.authz.scope import Scope
 from boughs.kit.paths import ids_of, upper_bound
+
+# Ids are 64-bit integers on both engines. A larger number names no account, and is
+# answered as such here: handed to the driver it would fail the request with a 500.
+MAX_ID = 2**63 - 1
+# depth is a 32-bit INTEGER column.
+MAX_DEPTH = 2**31 - 1
+
+
+def storable_id(value: int) -> bool:
+    return 0 < value <= MAX_ID
 
 
 def in_subtree(path: str) -> ColumnElement[bool]:
@@ -35,11 +46,14 @@ def _visible(scope: Scope) -> ColumnElement[bool]:
 
 
 async def get(session: AsyncSession, scope: Scope, account_id: int) -> Account | None:
+    if not storable_id(account_id):
+        return None
     result = await session.execute(select(Account).where(Account.id == account_id, _visible(scope)))
     return result.scalar_one_or_none()
 
 
 async def get_many(session: AsyncSession, scope: Scope, ids: Sequence[int]) -> list[Account]:
+    ids = [i for i in ids if storable_id(i)]
     if not ids:
         return []
     result = await session.execute(select(Account).where(Account.id.in_(ids), _visible(scope)))
@@ -146,6 +160,16 @@ async def has_children(session: AsyncSession, account: Account) -> bool:
         .limit(1)
     )
     return result.first() is not None
+
+
+async def audit_event_count(session: AsyncSession, account: Account) -> int:
+    """Audit events about the account: deleting it keeps them all."""
+    result = await session.execute(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(AuditEvent.provider_id == account.provider_id, AuditEvent.account_id == account.id)
+    )
+    return int(result.scalar_one())
 
 
 async def child_counts(session: AsyncSession, provider_id: int, ids: Sequence[int]) -> dict[int, int]:
@@ -301,7 +325,8 @@ async def set_status(
             update(Account)
             .where(Account.provider_id == provider_id, Account.id.in_(ids[start : start + 500]))
             .values(status=status, updated_at=now)
-            .execution_options(synchronize_session=False)
+            # Accounts already loaded in the session (the one a request answers with) see it.
+            .execution_options(synchronize_session="evaluate")
         )
 
 

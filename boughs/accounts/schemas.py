@@ -4,7 +4,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import available_timezones
 
-from pydantic import EmailStr, Field, field_validator, model_validator
+from pydantic import EmailStr, Field, field_validator
 
 from boughs.accounts.models import AccountStatus, InvoiceMode, ParentAccess
 from boughs.kit.periods import Period
@@ -83,12 +83,14 @@ class AccountUpdate(Input):
     _cur = field_validator("currency")(_check_currency)
     _feat = field_validator("features")(_check_features)
 
-    @model_validator(mode="after")
-    def _required_stay_set(self) -> AccountUpdate:
-        for name in ("name", "invoice_mode", "parent_access", "features", "description"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null; omit it to leave it unchanged")
-        return self
+    # A field validator (not a model one) so the error names the field; it only runs
+    # for fields the request sent, which is exactly when null is a mistake.
+    @field_validator("name", "invoice_mode", "parent_access", "features", "description")
+    @classmethod
+    def _required_stay_set(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null; omit it to leave it unchanged")
+        return value
 
 
 class MoveRequest(Input):
@@ -96,15 +98,12 @@ class MoveRequest(Input):
 
 
 class RenewRequest(Input):
+    """Exactly one of expiry_date, or period (times count). The service checks the pair, so
+    its error can name both fields."""
+
     expiry_date: date | None = None
     period: Period | None = None
     count: int = Field(default=1, ge=1, le=120)
-
-    @model_validator(mode="after")
-    def _one_of(self) -> RenewRequest:
-        if (self.expiry_date is None) == (self.period is None):
-            raise ValueError("give exactly one of expiry_date or period")
-        return self
 
 
 class StatusChange(Input):

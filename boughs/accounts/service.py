@@ -16,7 +16,7 @@ from boughs.audit import service as audit
 from boughs.authz.scope import scope_of
 from boughs.context import Ctx
 from boughs.kit.clock import local_date
-from boughs.kit.errors import Conflict, InvalidInput, NotFound
+from boughs.kit.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from boughs.kit.pagination import check_limit, decode_cursor, encode_cursor
 from boughs.kit.paths import child_path, ids_of
 from boughs.kit.periods import add_period
@@ -171,7 +171,7 @@ class PageOf:
 async def list_accounts(ctx: Ctx, f: AccountFilter, cursor: str | None, limit: int) -> PageOf:
     check_limit(limit)
     after = decode_cursor(cursor)
-    if after is not None and not isinstance(after, int):
+    if after is not None and (not isinstance(after, int) or not repository.storable_id(after)):
         raise InvalidInput.on_field("cursor", "is not a cursor of this list", "omit it")
     rows = await repository.list_by_id(ctx.session, await scope_of(ctx), f, after, limit + 1)
     return _page(rows, limit, lambda a: a.id)
@@ -296,6 +296,8 @@ async def move(ctx: Ctx, account_id: int, parent_id: int | None) -> Account:
         account_id=account.id, before=before,
         after={"parent_id": parent_id, "path": account.path, "accounts_moved": moved},
     )  # fmt: skip
+    # The subtree now inherits another expiry and timezone: what the sweep expired may be live again.
+    await _restore_unexpired(ctx, account)
     return account
 
 
@@ -306,10 +308,12 @@ async def deletion_report(ctx: Ctx, account_id: int) -> dict[str, Any]:
     if await repository.has_children(ctx.session, account):
         refused.append("it has child accounts: move or delete them first")
     history = await repository.links(ctx.session, ctx.provider_id, account.id)
+    # Its audit trail stays, and so does the event that records the deletion.
+    audit_events = await repository.audit_event_count(ctx.session, account) + 1
     return {
         "account_id": account.id,
         "removed": {"accounts": 1, "parent_links": len(history)},
-        "kept": {"audit_events": 1},
+        "kept": {"audit_events": audit_events},
         "refused_because": refused,
     }
 
@@ -336,7 +340,29 @@ async def delete(ctx: Ctx, account_id: int) -> dict[str, Any]:
 # --- lifecycle -----------------------------------------------------------------------
 
 
+def _check_one_renewal(data: RenewRequest) -> None:
+    """A renewal names a date or a period: exactly one, and the error names both fields."""
+    if data.expiry_date is not None and data.period is not None:
+        fix = "give either expiry_date or period, not both"
+        problems = [
+            FieldProblem("expiry_date", "cannot be given together with period", fix),
+            FieldProblem("period", "cannot be given together with expiry_date", fix),
+        ]
+    elif data.expiry_date is None and data.period is None:
+        fix = "give expiry_date (YYYY-MM-DD) or period (e.g. 'month', with an optional count)"
+        problems = [
+            FieldProblem("expiry_date", "is required when period is not given", fix),
+            FieldProblem("period", "is required when expiry_date is not given", fix),
+        ]
+    else:
+        return
+    raise InvalidInput(
+        detail="; ".join(f"{p.field}: {p.message}" for p in problems), fix=fix, errors=problems
+    )
+
+
 async def renew(ctx: Ctx, account_id: int, data: RenewRequest) -> Account:
+    _check_one_renewal(data)
     account = await get(ctx, account_id)
     provider = await providers.get(ctx.session, ctx.provider_id)
     chain = await repository.chain(ctx.session, account)
@@ -349,7 +375,14 @@ async def renew(ctx: Ctx, account_id: int, data: RenewRequest) -> Account:
         current = inheritance.resolve(chain, "expiry_date").value
         # Renewing early extends from the current expiry; late, from today.
         base = current if current is not None and current >= today else today
-        new_expiry = add_period(base, data.period, data.count)
+        try:
+            new_expiry = add_period(base, data.period, data.count)
+        except (ValueError, OverflowError):
+            raise InvalidInput.on_field(
+                "period",
+                f"{data.count} {data.period.value}(s) after {base.isoformat()} is past 9999-12-31",
+                "renew by a shorter period, or give expiry_date",
+            ) from None
     if new_expiry < today:
         raise InvalidInput.on_field(
             "expiry_date",

@@ -97,9 +97,7 @@ def upgrade() -> None:
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.create_index("ix_accounts_provider_id_name", ["provider_id", "name"], unique=False)
         batch_op.create_index("ix_accounts_provider_id_parent_id", ["provider_id", "parent_id"], unique=False)
-        batch_op.create_index(
-            "ix_accounts_subtree", ["provider_id", "path", "status", "depth"], unique=False
-        )
+        batch_op.create_index("ix_accounts_subtree", ["provider_id", "path", "status", "depth"], unique=False)
 
     op.create_table(
         "audit_events",
