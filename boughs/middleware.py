@@ -108,7 +108,11 @@ def validation_problem(exc: RequestValidationError) -> InvalidInput:
         fix = _FIXES.get(kind, "correct this field")
         if kind == "enum" and "ctx" in err and "expected" in err["ctx"]:
             fix = f"use one of {err['ctx']['expected']}"
-        problems.append(FieldProblem(_field_name(tuple(err.get("loc", ()))), message, fix))
+        if kind == "value_error" and "; " in message:
+            # Our validators say "what is wrong; how to fix it".
+            message, fix = message.split("; ", 1)
+        field = "body" if kind == "json_invalid" else _field_name(tuple(err.get("loc", ())))
+        problems.append(FieldProblem(field, message, fix))
     summary = "; ".join(f"{p.field}: {p.message}" for p in problems)
     return InvalidInput(detail=summary or "The request is invalid.", errors=problems)
 

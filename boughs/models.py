@@ -8,6 +8,12 @@ from boughs.idempotency.models import IdempotencyKey
 from boughs.jobs.models import Job, Schedule
 from boughs.providers.models import Provider
 
+# Ids are never reused: history (parent links, audit events, billed periods) names
+# accounts and users by id long after they are deleted, so SQLite must not hand a
+# deleted row's id to a new one (PostgreSQL sequences never do).
+for _table in Base.metadata.tables.values():
+    _table.dialect_options["sqlite"]["autoincrement"] = True
+
 __all__ = [
     "Account",
     "AccountLink",

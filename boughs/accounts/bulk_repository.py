@@ -70,12 +70,16 @@ async def lock_for_bulk_insert(session: AsyncSession) -> None:
 async def next_account_id(session: AsyncSession) -> int:
     """The first id a bulk insert may use. Call it after ``lock_for_bulk_insert``.
 
-    On PostgreSQL this is also past every id the sequence ever handed out, so ids of
-    deleted accounts (which parent-link history may still name) are not reused.
+    It is also past every id ever handed out (PostgreSQL's sequence, SQLite's
+    AUTOINCREMENT counter), so ids of deleted accounts, which parent-link history may
+    still name, are not reused. SQLite moves its counter on by itself as rows go in.
     """
     highest = (await session.execute(select(func.max(Account.id)))).scalar_one() or 0
     if _is_sqlite(session):
-        return int(highest) + 1
+        issued = (
+            await session.execute(text("SELECT seq FROM sqlite_sequence WHERE name = 'accounts'"))
+        ).scalar_one_or_none()
+        return max(int(highest), int(issued or 0)) + 1
     drawn = (
         await session.execute(text("SELECT nextval(pg_get_serial_sequence('accounts', 'id'))"))
     ).scalar_one()

@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_providers")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "accounts",
@@ -93,6 +94,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_accounts")),
         sa.UniqueConstraint("provider_id", "external_id", name=op.f("uq_accounts_provider_id_external_id")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.create_index("ix_accounts_provider_id_name", ["provider_id", "name"], unique=False)
@@ -126,6 +128,7 @@ def upgrade() -> None:
             ["provider_id"], ["providers.id"], name=op.f("fk_audit_events_provider_id_providers")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_events")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.create_index(
@@ -176,6 +179,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
         sa.UniqueConstraint("provider_id", "dedupe_key", name=op.f("uq_jobs_provider_id_dedupe_key")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.create_index("ix_jobs_provider_id_kind_id", ["provider_id", "kind", "id"], unique=False)
@@ -195,6 +199,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_schedules")),
         sa.UniqueConstraint("provider_id", "name", name=op.f("uq_schedules_provider_id_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "users",
@@ -212,6 +217,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("email", name=op.f("uq_users_email")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_users_provider_id"), ["provider_id"], unique=False)
@@ -234,6 +240,7 @@ def upgrade() -> None:
             ["provider_id"], ["providers.id"], name=op.f("fk_account_links_provider_id_providers")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_account_links")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("account_links", schema=None) as batch_op:
         batch_op.create_index(
@@ -263,6 +270,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
         sa.UniqueConstraint("digest", name=op.f("uq_api_tokens_digest")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("api_tokens", schema=None) as batch_op:
         batch_op.create_index("ix_api_tokens_provider_id_user_id", ["provider_id", "user_id"], unique=False)

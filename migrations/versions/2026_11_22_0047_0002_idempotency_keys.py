@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "provider_id", "user_id", "key", name=op.f("uq_idempotency_keys_provider_id_user_id_key")
         ),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("idempotency_keys", schema=None) as batch_op:
         batch_op.create_index("ix_idempotency_keys_created_at", ["created_at"], unique=False)

@@ -466,3 +466,24 @@ async def test_foreign_key_checks_are_only_skipped_when_safe(
         async with db.transaction() as session:
             role = (await session.execute(text("SHOW session_replication_role"))).scalar_one()
         assert role == "origin"
+
+
+async def test_ids_of_deleted_accounts_are_never_reused(
+    db: Database, clock: FrozenClock, tenant: Tenant, ctx_factory
+) -> None:
+    from boughs.accounts import service as accounts_service
+    from boughs.accounts.schemas import AccountCreate
+
+    async with ctx_factory() as ctx:
+        doomed = await accounts_service.create(ctx, AccountCreate(name="Short-lived"))
+    async with ctx_factory() as ctx:
+        await accounts_service.delete(ctx, doomed.id)
+    async with ctx_factory() as ctx:
+        created = await accounts_service.create(ctx, AccountCreate(name="Next"))
+    assert created.id > doomed.id
+    async with ctx_factory() as ctx:
+        await accounts_service.delete(ctx, created.id)
+    report = await import_accounts(
+        db, tenant.provider_id, [{"name": "Imported"}], source_name="one.csv", clock=clock
+    )
+    assert report.first_id is not None and report.first_id > created.id
