@@ -35,7 +35,7 @@ from boughs.auth.actor import Actor, StaffRole
 from boughs.context import Ctx
 from boughs.db import Database
 from boughs.kit.clock import SystemClock
-from boughs.kit.paths import child_path, ids_of, upper_bound
+from boughs.kit.paths import child_path, upper_bound
 from boughs.schema import upgrade
 
 FANOUT = 10
@@ -241,61 +241,44 @@ async def raw_import(engine: str, dsn: str, csv_path: Path, provider_id: int) ->
     return len(accounts_rows)
 
 
-async def raw_subtree(raw: Raw, provider_id: int, account_id: int) -> tuple[int, int, int]:
-    (path,) = await raw.one(
-        "SELECT path FROM accounts WHERE id = ? AND provider_id = ?", account_id, provider_id
-    )
-    return tuple(  # type: ignore[return-value]
-        await raw.one(
-            "SELECT count(*), coalesce(sum(CASE WHEN status = 'active' THEN 1 ELSE 0 END), 0), max(depth) "
-            "FROM accounts WHERE provider_id = ? AND path >= ? AND path < ?",
-            provider_id, path, upper_bound(path),
-        )
-    )  # fmt: skip
+SUBTREE_SQL = (
+    "SELECT count(a.id), coalesce(sum(CASE WHEN a.status = 'active' THEN 1 ELSE 0 END), 0), max(a.depth) "
+    "FROM accounts AS top JOIN accounts AS a ON a.provider_id = top.provider_id "
+    "AND a.path >= top.path AND a.path < substr(top.path, 1, length(top.path) - 1) || '0' "
+    "WHERE top.id = ? AND top.provider_id = ?"
+)
 
-
-async def raw_ancestors(raw: Raw, provider_id: int, account_id: int) -> list[Any]:
-    (path,) = await raw.one(
-        "SELECT path FROM accounts WHERE id = ? AND provider_id = ?", account_id, provider_id
-    )
-    ids = ids_of(path)[:-1]
-    marks = ", ".join("?" * len(ids))
-    return await raw.all(
-        f"SELECT * FROM accounts WHERE provider_id = ? AND id IN ({marks}) ORDER BY depth", provider_id, *ids
-    )
-
-
-# Positions in `SELECT *` of accounts (the migration's column order).
-_ID, _PATH, _STATUS, _EXPIRY, _TIMEZONE, _CURRENCY, _ADDRESS, _TAX_ID, _EMAIL = (
-    0,
-    4,
-    11,
-    12,
-    15,
-    16,
-    18,
-    19,
-    20,
+CHAIN_SQL = (
+    "WITH RECURSIVE chain(id) AS (SELECT CAST(? AS BIGINT) UNION ALL"
+    " SELECT (SELECT up.parent_id FROM accounts AS up WHERE up.id = chain.id) FROM chain"
+    " WHERE chain.id IS NOT NULL) "
+    "SELECT accounts.*, providers.default_timezone, providers.default_currency "
+    "FROM accounts JOIN providers ON providers.id = accounts.provider_id "
+    "WHERE accounts.id IN (SELECT id FROM chain) AND accounts.provider_id = ? ORDER BY accounts.depth"
 )
 
 
+async def raw_subtree(raw: Raw, provider_id: int, account_id: int) -> tuple[int, int, int]:
+    return tuple(await raw.one(SUBTREE_SQL, account_id, provider_id))  # type: ignore[return-value]
+
+
+async def raw_ancestors(raw: Raw, provider_id: int, account_id: int) -> list[Any]:
+    return (await raw.all(CHAIN_SQL, account_id, provider_id))[:-1]
+
+
+# Positions in `SELECT accounts.*` (the migration's column order).
+_ID, _STATUS, _EXPIRY, _TIMEZONE = 0, 11, 12, 15
+_CURRENCY, _ADDRESS, _TAX_ID, _EMAIL = 16, 18, 19, 20
+
+
 async def raw_effective(raw: Raw, provider_id: int, account_id: int) -> dict[str, Any]:
-    leaf = await raw.one("SELECT * FROM accounts WHERE id = ? AND provider_id = ?", account_id, provider_id)
-    provider = await raw.one(
-        "SELECT default_timezone, default_currency FROM providers WHERE id = ?", provider_id
-    )
-    ids = ids_of(leaf[_PATH])[:-1]
-    marks = ", ".join("?" * len(ids))
-    chain = await raw.all(
-        f"SELECT * FROM accounts WHERE provider_id = ? AND id IN ({marks}) ORDER BY depth", provider_id, *ids
-    )
-    chain.append(leaf)
+    chain = await raw.all(CHAIN_SQL, account_id, provider_id)
     out: dict[str, Any] = {}
     for name, index in (("expiry_date", _EXPIRY), ("timezone", _TIMEZONE), ("currency", _CURRENCY),
                         ("address", _ADDRESS), ("tax_id", _TAX_ID), ("email", _EMAIL)):  # fmt: skip
         out[name] = next(((r[index], r[_ID]) for r in reversed(chain) if r[index] is not None), (None, None))
     out["blocked"] = any(r[_STATUS] in ("suspended", "cancelled") for r in chain)
-    out["defaults"] = provider
+    out["defaults"] = chain[0][-2:]
     return out
 
 

@@ -130,12 +130,15 @@ async def placed_by_external_id(
 
 
 async def analyze_after_bulk_insert(session: AsyncSession, rows: int) -> None:
-    """On PostgreSQL, refresh the planner's statistics after a large import.
-
-    SQLite is left alone: ``boughs db upgrade`` refreshes its statistics
-    (boughs.schema.refresh_sqlite_statistics).
-    """
-    if rows >= ANALYZE_AFTER_ROWS and not _is_sqlite(session):
+    """Refresh the planner's statistics after a large import: without them SQLite may
+    scan a whole provider for a lookup by id. SQLite samples a bounded number of rows."""
+    if rows < ANALYZE_AFTER_ROWS:
+        return
+    if _is_sqlite(session):
+        await session.execute(text("PRAGMA analysis_limit=1000"))
+        await session.execute(text("ANALYZE accounts"))
+        await session.execute(text("ANALYZE account_links"))
+    else:
         await session.execute(text("ANALYZE accounts, account_links"))
 
 

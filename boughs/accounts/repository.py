@@ -8,9 +8,13 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
+    Select,
     and_,
+    bindparam,
     case,
+    cast,
     delete,
     func,
     insert,
@@ -20,11 +24,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from boughs.accounts.models import Account, AccountLink, AccountStatus
 from boughs.audit.models import AuditEvent
 from boughs.authz.scope import Scope
 from boughs.kit.paths import ids_of, upper_bound
+from boughs.providers.models import Provider
 
 # Ids are 64-bit integers on both engines. A larger number names no account, and is
 # answered as such here: handed to the driver it would fail the request with a 500.
@@ -60,6 +67,36 @@ async def get_many(session: AsyncSession, scope: Scope, ids: Sequence[int]) -> l
     return list(result.scalars())
 
 
+def is_sqlite(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+async def reload(session: AsyncSession, accounts: Sequence[Account]) -> None:
+    """Re-read accounts already in the session (after taking a lock), in one statement."""
+    if accounts:
+        await session.execute(
+            select(Account)
+            .where(Account.id.in_([a.id for a in accounts]))
+            .execution_options(populate_existing=True)
+        )
+
+
+def mark_rebased(account: Account, path: str, depth: int, root_id: int, now: datetime) -> None:
+    """Record on a loaded account what ``rebase_subtree`` wrote for it."""
+    for name, value in (("path", path), ("depth", depth), ("root_id", root_id), ("updated_at", now)):
+        set_committed_value(account, name, value)
+
+
+async def has_status_in_subtree(session: AsyncSession, account: Account, status: str) -> bool:
+    """Answered from the covering subtree index alone."""
+    result = await session.execute(
+        select(Account.id)
+        .where(Account.provider_id == account.provider_id, in_subtree(account.path), Account.status == status)
+        .limit(1)
+    )
+    return result.first() is not None
+
+
 async def lock(session: AsyncSession, provider_id: int, ids: Sequence[int]) -> None:
     """Row locks in id order (so two movers cannot deadlock). SQLite writers already hold
     the database's single write lock from BEGIN IMMEDIATE."""
@@ -78,6 +115,54 @@ async def get_by_external_id(session: AsyncSession, provider_id: int, external_i
         select(Account).where(Account.provider_id == provider_id, Account.external_id == external_id)
     )
     return result.scalar_one_or_none()
+
+
+def _chain_statement() -> Select[Any]:
+    """The account and its ancestors in one statement: each step up is a primary-key lookup.
+
+    Built once: making aliases and CTEs costs more than running the query. Parameters:
+    ``account_id`` and ``provider_id``.
+    """
+    steps = select(cast(bindparam("account_id"), BigInteger).label("id")).cte("chain", recursive=True)
+    up = aliased(Account, name="up")
+    # Scalar subqueries and IN rather than joins: given statistics, SQLite would build a
+    # Bloom filter over the whole table for a join with the CTE.
+    parent_of = select(up.parent_id).where(up.id == steps.c.id).scalar_subquery()
+    steps = steps.union_all(select(parent_of).where(steps.c.id.is_not(None)))
+    return (
+        select(Account, Provider.default_timezone, Provider.default_currency)
+        .join(Provider, Provider.id == Account.provider_id)
+        .where(Account.id.in_(select(steps.c.id)), Account.provider_id == bindparam("provider_id"))
+        .order_by(Account.depth)
+    )
+
+
+_CHAIN = _chain_statement()
+
+
+@dataclass(frozen=True)
+class Chain:
+    """An account with its ancestors (root first, the account last) and its provider's defaults."""
+
+    accounts: list[Account]
+    provider_timezone: str
+    provider_currency: str
+
+    @property
+    def account(self) -> Account:
+        return self.accounts[-1]
+
+
+async def chain_of(session: AsyncSession, scope: Scope, account_id: int) -> Chain | None:
+    """None when the account does not exist or lies outside the scope. Ancestors outside
+    the scope are included: what an account inherits comes from them all the same."""
+    if not storable_id(account_id):
+        return None
+    params = {"account_id": account_id, "provider_id": scope.provider_id}
+    rows = (await session.execute(_CHAIN, params)).all()
+    if not rows or rows[-1][0].id != account_id or not scope.covers_path(rows[-1][0].path):
+        return None
+    return Chain([row[0] for row in rows], rows[0][1], rows[0][2])
 
 
 async def chain(session: AsyncSession, account: Account) -> list[Account]:
@@ -188,6 +273,41 @@ class SubtreeSummary:
     accounts: int
     active: int
     max_depth: int
+
+
+_TOP = aliased(Account, name="top")
+# One statement: the top account is found by id and its path bounds the index range scan.
+_SUBTREE_SUMMARY = (
+    select(
+        func.count(Account.id),
+        func.coalesce(func.sum(case((Account.status == AccountStatus.active.value, 1), else_=0)), 0),
+        func.max(Account.depth),
+    )
+    .select_from(_TOP)
+    .join(
+        Account,
+        and_(
+            Account.provider_id == _TOP.provider_id,
+            Account.path >= _TOP.path,
+            Account.path < func.substr(_TOP.path, 1, func.length(_TOP.path) - 1).concat(literal("0")),
+        ),
+    )
+    .where(_TOP.id == bindparam("account_id"), _TOP.provider_id == bindparam("provider_id"))
+)
+
+
+async def subtree_summary_of(session: AsyncSession, scope: Scope, account_id: int) -> SubtreeSummary | None:
+    """None when the account is missing or out of scope."""
+    if not storable_id(account_id):
+        return None
+    stmt = _SUBTREE_SUMMARY
+    if not scope.whole_provider:
+        stmt = stmt.where(scope.path_condition(_TOP.path))
+    result = await session.execute(stmt, {"account_id": account_id, "provider_id": scope.provider_id})
+    count, active, max_depth = result.one()
+    if not count:
+        return None
+    return SubtreeSummary(accounts=int(count), active=int(active), max_depth=int(max_depth))
 
 
 async def subtree_summary(session: AsyncSession, account: Account) -> SubtreeSummary:

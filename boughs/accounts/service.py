@@ -69,10 +69,12 @@ async def _lock_trees(ctx: Ctx, *accounts: Account | None) -> None:
     for it and see the new path, so both take the root's row lock first.
     """
     present = [a for a in accounts if a is not None]
+    if repository.is_sqlite(ctx.session):
+        return  # a SQLite writer holds the database's write lock from BEGIN IMMEDIATE
     roots = {a.root_id for a in present}
     await repository.lock(ctx.session, ctx.provider_id, list(roots))
+    await repository.reload(ctx.session, present)
     for account in present:
-        await ctx.session.refresh(account)
         if account.root_id not in roots:
             raise Conflict(
                 detail="The tree changed while this request ran.",
@@ -206,17 +208,26 @@ def _page(rows: list[Account], limit: int, key: Any) -> PageOf:
     return PageOf(rows, None)
 
 
+async def _chain(ctx: Ctx, account_id: int) -> repository.Chain:
+    scope = await scope_of(ctx)
+    found = await repository.chain_of(ctx.session, scope, account_id)
+    if found is None:
+        raise not_found(account_id)
+    return found
+
+
 async def ancestors(ctx: Ctx, account_id: int) -> list[Account]:
     """Root first. Ancestors outside the actor's scope are not shown."""
-    account = await get(ctx, account_id)
-    ids = ids_of(account.path)[:-1]
-    found = {a.id: a for a in await repository.get_many(ctx.session, await scope_of(ctx), ids)}
-    return [found[i] for i in ids if i in found]
+    scope = await scope_of(ctx)
+    found = await _chain(ctx, account_id)
+    return [a for a in found.accounts[:-1] if scope.covers_path(a.path)]
 
 
 async def subtree_summary(ctx: Ctx, account_id: int) -> SubtreeSummary:
-    account = await get(ctx, account_id)
-    return await repository.subtree_summary(ctx.session, account)
+    summary = await repository.subtree_summary_of(ctx.session, await scope_of(ctx), account_id)
+    if summary is None:
+        raise not_found(account_id)
+    return summary
 
 
 async def links(ctx: Ctx, account_id: int) -> list[AccountLink]:
@@ -228,22 +239,22 @@ async def links(ctx: Ctx, account_id: int) -> list[AccountLink]:
 
 
 async def effective(ctx: Ctx, account_id: int) -> dict[str, Any]:
-    account = await get(ctx, account_id)
-    provider = await providers.get(ctx.session, ctx.provider_id)
-    chain = await repository.chain(ctx.session, account)
-    return effective_of(chain, provider, ctx.now())
+    found = await _chain(ctx, account_id)
+    return effective_of(found.accounts, found.provider_timezone, found.provider_currency, ctx.now())
 
 
-def effective_of(chain: Sequence[Account], provider: Provider, now: datetime) -> dict[str, Any]:
+def effective_of(
+    chain: Sequence[Account], provider_timezone: str, provider_currency: str, now: datetime
+) -> dict[str, Any]:
     def resolved(attribute: str, default: Any = None) -> dict[str, Any]:
         return inheritance.resolve(chain, attribute, default).as_dict()
 
     return {
         "account_id": chain[-1].id,
-        "status": inheritance.effective_status(chain, now, provider.default_timezone),
+        "status": inheritance.effective_status(chain, now, provider_timezone),
         "expiry_date": resolved("expiry_date"),
-        "timezone": resolved("timezone", provider.default_timezone),
-        "currency": resolved("currency", provider.default_currency),
+        "timezone": resolved("timezone", provider_timezone),
+        "currency": resolved("currency", provider_currency),
         "billing_details": {
             "address": resolved("billing_address"),
             "tax_id": resolved("billing_tax_id"),
@@ -276,20 +287,21 @@ async def move(ctx: Ctx, account_id: int, parent_id: int | None) -> Account:
 
     provider = await providers.get(ctx.session, ctx.provider_id)
     new_depth = parent.depth + 1 if parent else 0
-    deepest = await repository.max_depth_below(ctx.session, account)
-    _check_depth(provider, deepest - account.depth + new_depth)
+    if provider.max_account_depth is not None:
+        deepest = await repository.max_depth_below(ctx.session, account)
+        _check_depth(provider, deepest - account.depth + new_depth)
 
     now = ctx.now()
     before = {"parent_id": account.parent_id, "path": account.path}
     new_path = child_path(parent.path if parent else None, account.id)
-    moved = await repository.rebase_subtree(
-        ctx.session, account, new_path, parent.root_id if parent else account.id, now
-    )
+    new_root = parent.root_id if parent else account.id
+    moved = await repository.rebase_subtree(ctx.session, account, new_path, new_root, now)
     await repository.close_current_link(ctx.session, ctx.provider_id, account.id, now)
     await repository.open_link(ctx.session, ctx.provider_id, account.id, parent_id, now)
+    # The statement above already wrote these; tell the session without writing again.
+    repository.mark_rebased(account, new_path, new_depth, new_root, now)
     account.parent_id = parent_id
     await ctx.session.flush()
-    await ctx.session.refresh(account)
     await audit.record(
         ctx, entity=ENTITY, entity_id=account.id,
         action="moved" if parent_id is not None else "detached",
@@ -297,7 +309,8 @@ async def move(ctx: Ctx, account_id: int, parent_id: int | None) -> Account:
         after={"parent_id": parent_id, "path": account.path, "accounts_moved": moved},
     )  # fmt: skip
     # The subtree now inherits another expiry and timezone: what the sweep expired may be live again.
-    await _restore_unexpired(ctx, account)
+    if await repository.has_status_in_subtree(ctx.session, account, AccountStatus.expired.value):
+        await _restore_unexpired(ctx, account)
     return account
 
 
