@@ -117,7 +117,7 @@ async def get_by_external_id(session: AsyncSession, provider_id: int, external_i
     return result.scalar_one_or_none()
 
 
-def _chain_statement() -> Select[Any]:
+def _chain_statement() -> Select[Account, str, str]:
     """The account and its ancestors in one statement: each step up is a primary-key lookup.
 
     Built once: making aliases and CTEs costs more than running the query. Parameters:
