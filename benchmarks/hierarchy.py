@@ -249,12 +249,12 @@ SUBTREE_SQL = (
 )
 
 CHAIN_SQL = (
-    "WITH RECURSIVE chain(id) AS (SELECT CAST(? AS BIGINT) UNION ALL"
+    "WITH RECURSIVE chain(id) AS (SELECT id FROM accounts WHERE id = ? AND provider_id = ? UNION ALL"
     " SELECT (SELECT up.parent_id FROM accounts AS up WHERE up.id = chain.id) FROM chain"
     " WHERE chain.id IS NOT NULL) "
     "SELECT accounts.*, providers.default_timezone, providers.default_currency "
     "FROM accounts JOIN providers ON providers.id = accounts.provider_id "
-    "WHERE accounts.id IN (SELECT id FROM chain) AND accounts.provider_id = ? ORDER BY accounts.depth"
+    "WHERE accounts.id IN (SELECT id FROM chain) ORDER BY accounts.depth"
 )
 
 

@@ -50,7 +50,8 @@ class Account(Base):
         # table. A path ends in its account's id, so paths are unique without a constraint.
         Index("ix_accounts_subtree", "provider_id", "path", "status", "depth"),
         UniqueConstraint("provider_id", "external_id"),
-        Index("ix_accounts_provider_id_parent_id", "provider_id", "parent_id"),
+        # parent_id first: it also serves the foreign key's check when an account is deleted.
+        Index("ix_accounts_parent_id_provider_id", "parent_id", "provider_id"),
         Index("ix_accounts_provider_id_name", "provider_id", "name"),
         CheckConstraint(_in("status", AccountStatus), name="status"),
         CheckConstraint(_in("invoice_mode", InvoiceMode), name="invoice_mode"),
@@ -101,8 +102,10 @@ class AccountLink(Base):
 
     __tablename__ = "account_links"
     __table_args__ = (
+        # No index leads with provider_id here: without planner statistics SQLite could
+        # prefer it to the child's own index and read every link of the provider.
         Index("ix_account_links_child_id_valid_from", "child_id", "valid_from"),
-        Index("ix_account_links_provider_id_parent_id", "provider_id", "parent_id"),
+        Index("ix_account_links_parent_id_valid_from", "parent_id", "valid_from"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -8,13 +8,11 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     Select,
     and_,
     bindparam,
     case,
-    cast,
     delete,
     func,
     insert,
@@ -123,16 +121,22 @@ def _chain_statement() -> Select[Account, str, str]:
     Built once: making aliases and CTEs costs more than running the query. Parameters:
     ``account_id`` and ``provider_id``.
     """
-    steps = select(cast(bindparam("account_id"), BigInteger).label("id")).cte("chain", recursive=True)
+    # The provider is checked on the account itself; its ancestors are in the same
+    # provider by construction. Scalar subqueries and IN rather than joins, and no
+    # provider term on the outer query, keep every step a primary-key lookup whatever
+    # the planner's statistics say (with them, SQLite would build a Bloom filter over
+    # the whole table for a join; without them, it may scan the provider's index).
+    start = select(Account.id).where(
+        Account.id == bindparam("account_id"), Account.provider_id == bindparam("provider_id")
+    )
+    steps = start.cte("chain", recursive=True)
     up = aliased(Account, name="up")
-    # Scalar subqueries and IN rather than joins: given statistics, SQLite would build a
-    # Bloom filter over the whole table for a join with the CTE.
     parent_of = select(up.parent_id).where(up.id == steps.c.id).scalar_subquery()
     steps = steps.union_all(select(parent_of).where(steps.c.id.is_not(None)))
     return (
         select(Account, Provider.default_timezone, Provider.default_currency)
         .join(Provider, Provider.id == Account.provider_id)
-        .where(Account.id.in_(select(steps.c.id)), Account.provider_id == bindparam("provider_id"))
+        .where(Account.id.in_(select(steps.c.id)))
         .order_by(Account.depth)
     )
 

@@ -98,7 +98,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.create_index("ix_accounts_provider_id_name", ["provider_id", "name"], unique=False)
-        batch_op.create_index("ix_accounts_provider_id_parent_id", ["provider_id", "parent_id"], unique=False)
+        batch_op.create_index("ix_accounts_parent_id_provider_id", ["parent_id", "provider_id"], unique=False)
         batch_op.create_index("ix_accounts_subtree", ["provider_id", "path", "status", "depth"], unique=False)
 
     op.create_table(
@@ -247,7 +247,7 @@ def upgrade() -> None:
             "ix_account_links_child_id_valid_from", ["child_id", "valid_from"], unique=False
         )
         batch_op.create_index(
-            "ix_account_links_provider_id_parent_id", ["provider_id", "parent_id"], unique=False
+            "ix_account_links_parent_id_valid_from", ["parent_id", "valid_from"], unique=False
         )
 
     op.create_table(
@@ -283,7 +283,7 @@ def downgrade() -> None:
 
     op.drop_table("api_tokens")
     with op.batch_alter_table("account_links", schema=None) as batch_op:
-        batch_op.drop_index("ix_account_links_provider_id_parent_id")
+        batch_op.drop_index("ix_account_links_parent_id_valid_from")
         batch_op.drop_index("ix_account_links_child_id_valid_from")
 
     op.drop_table("account_links")
@@ -303,7 +303,7 @@ def downgrade() -> None:
 
     op.drop_table("audit_events")
     with op.batch_alter_table("accounts", schema=None) as batch_op:
-        batch_op.drop_index("ix_accounts_provider_id_parent_id")
+        batch_op.drop_index("ix_accounts_parent_id_provider_id")
         batch_op.drop_index("ix_accounts_subtree")
         batch_op.drop_index("ix_accounts_provider_id_name")
 
