@@ -10,10 +10,13 @@ from fastapi import APIRouter, FastAPI
 
 from boughs import __version__
 from boughs.accounts.api import router as accounts_router
+from boughs.audit.api import router as audit_router
+from boughs.auth.api import router as auth_router
 from boughs.config import Settings, get_settings
 from boughs.db import Database
 from boughs.jobs.api import router as jobs_router
 from boughs.kit.clock import Clock, SystemClock
+from boughs.memberships.api import router as memberships_router
 from boughs.middleware import RequestIdMiddleware, install_error_handlers
 from boughs.schema import ensure_current
 
@@ -25,7 +28,10 @@ API_PREFIX = "/api/v1"
 def api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
     router.include_router(accounts_router)
+    router.include_router(audit_router)
+    router.include_router(auth_router)
     router.include_router(jobs_router)
+    router.include_router(memberships_router)
     return router
 
 

@@ -10,6 +10,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import update
 
 from boughs.auth import service as auth
+from boughs.auth import sessions
 from boughs.auth.models import ApiToken
 from boughs.context import Ctx
 from boughs.db import Database
@@ -40,13 +41,29 @@ async def _touch_token(db: Database, token_id: int, clock: Clock) -> None:
 
 
 async def unit_of_work(request: Request) -> AsyncIterator[Ctx]:
-    """One transaction per request, committed before the response is sent."""
+    """One transaction per request, committed before the response is sent.
+
+    A request with an Authorization header is a Bearer API token; one without it may
+    come with the console's session cookie, and then every unsafe method must also
+    carry the session's CSRF token.
+    """
     db: Database = request.app.state.db
     clock: Clock = request.app.state.clock
-    token = _bearer(request)
+    cookie = request.cookies.get(sessions.SESSION_COOKIE)
+    token = _bearer(request) if "authorization" in request.headers or not cookie else None
     write = request.method not in SAFE_METHODS
     async with db.transaction(write=write) as session:
-        actor = await auth.authenticate(session, token, clock.now())
+        if token is not None:
+            actor = await auth.authenticate(session, token, clock.now())
+        else:
+            assert cookie is not None
+            actor = await sessions.authenticate(
+                session,
+                cookie,
+                clock.now(),
+                unsafe=write,
+                csrf_token=request.headers.get(sessions.CSRF_HEADER),
+            )
         if actor.token_id is not None and session.dirty:
             # Recording last use is its own small write, so reads stay reads.
             session.expunge_all()

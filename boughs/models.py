@@ -2,10 +2,11 @@
 
 from boughs.accounts.models import Account, AccountLink
 from boughs.audit.models import AuditEvent
-from boughs.auth.models import ApiToken, User
+from boughs.auth.models import ApiToken, Invitation, LoginFailure, User, UserSession
 from boughs.db import Base
 from boughs.idempotency.models import IdempotencyKey
 from boughs.jobs.models import Job, Schedule
+from boughs.memberships.models import Membership
 from boughs.providers.models import Provider
 
 # Ids are never reused: history (parent links, audit events, billed periods) names
@@ -21,8 +22,12 @@ __all__ = [
     "AuditEvent",
     "Base",
     "IdempotencyKey",
+    "Invitation",
     "Job",
+    "LoginFailure",
+    "Membership",
     "Provider",
     "Schedule",
     "User",
+    "UserSession",
 ]

@@ -12,6 +12,8 @@ from boughs.accounts.schemas import (
     AccountLinkOut,
     AccountOut,
     AccountUpdate,
+    AgreementsAccept,
+    AgreementsOut,
     DeletionReport,
     EffectiveOut,
     MoveRequest,
@@ -122,6 +124,13 @@ async def get_effective(ctx: CtxDep, account_id: int) -> EffectiveOut:
 async def list_links(ctx: CtxDep, account_id: int) -> list[AccountLinkOut]:
     """The account's parent history, oldest first."""
     return [AccountLinkOut.model_validate(link) for link in await service.links(ctx, account_id)]
+
+
+@router.post("/{account_id}/agreements", response_model=AgreementsOut)
+async def accept_agreements(ctx: CtxDep, account_id: int, body: AgreementsAccept) -> AgreementsOut:
+    """Record acceptance of the MSA and AUP (who, when, which version)."""
+    result = await service.accept_agreements(ctx, account_id, msa=body.msa, aup=body.aup)
+    return AgreementsOut.model_validate(result)
 
 
 @router.post("/{account_id}/move", response_model=AccountOut)

@@ -53,6 +53,8 @@ class Account(Base):
         # parent_id first: it also serves the foreign key's check when an account is deleted.
         Index("ix_accounts_parent_id_provider_id", "parent_id", "provider_id"),
         Index("ix_accounts_provider_id_name", "provider_id", "name"),
+        # The few accounts that narrow their parents' access, found when a scope is built.
+        Index("ix_accounts_parent_access_provider_id", "parent_access", "provider_id"),
         CheckConstraint(_in("status", AccountStatus), name="status"),
         CheckConstraint(_in("invoice_mode", InvoiceMode), name="invoice_mode"),
         CheckConstraint(_in("parent_access", ParentAccess), name="parent_access"),

@@ -61,6 +61,15 @@ class AccountFields(Input):
 
 class AccountCreate(AccountFields):
     parent_id: int | None = None
+    # Seed 003: the new account's administrators, existing users or emails to invite.
+    administrators: list[EmailStr] = Field(default_factory=list, max_length=50)
+    # Seed 002: accept the MSA and AUP for the child now, or leave them to its admin.
+    preaccept_agreements: bool = False
+
+
+class AgreementsAccept(Input):
+    msa: bool = False
+    aup: bool = False
 
 
 class AccountUpdate(Input):
@@ -161,6 +170,16 @@ class BillingDetails(Output):
     email: InheritedValue
 
 
+class AgreementsOut(Output):
+    msa_accepted_at: datetime | None
+    msa_accepted_by: int | None
+    msa_version: str | None
+    aup_accepted_at: datetime | None
+    aup_accepted_by: int | None
+    aup_version: str | None
+    complete: bool
+
+
 class EffectiveOut(Output):
     account_id: int
     status: EffectiveStatus
@@ -168,6 +187,7 @@ class EffectiveOut(Output):
     timezone: InheritedValue
     currency: InheritedValue
     billing_details: BillingDetails
+    agreements: AgreementsOut
 
 
 class SubtreeSummaryOut(Output):

@@ -13,10 +13,11 @@ from boughs.accounts.models import Account, AccountLink, AccountStatus
 from boughs.accounts.repository import AccountFilter, SubtreeSummary
 from boughs.accounts.schemas import AccountCreate, AccountUpdate, RenewRequest
 from boughs.audit import service as audit
-from boughs.authz.scope import scope_of
+from boughs.authz.permissions import Permission
+from boughs.authz.scope import require, scope_of
 from boughs.context import Ctx
 from boughs.kit.clock import local_date
-from boughs.kit.errors import Conflict, FieldProblem, InvalidInput, NotFound
+from boughs.kit.errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
 from boughs.kit.pagination import check_limit, decode_cursor, encode_cursor
 from boughs.kit.paths import child_path, ids_of
 from boughs.kit.periods import add_period
@@ -107,14 +108,29 @@ async def _check_external_id_free(ctx: Ctx, external_id: str | None, own_id: int
 async def create(ctx: Ctx, data: AccountCreate) -> Account:
     provider = await providers.get(ctx.session, ctx.provider_id)
     parent: Account | None = None
+    scope = await scope_of(ctx)
     if data.parent_id is not None:
         parent = await _referenced_parent(ctx, data.parent_id)
+        await require(ctx, parent.path, Permission.manage_accounts, "create child accounts")
+        if not scope.whole_provider and not parent.features.get("subaccounts"):
+            raise Forbidden(
+                detail=f"Account {parent.id} may not have subaccounts.",
+                fix="ask the provider to switch on the subaccounts feature for this account",
+            )
         await _lock_trees(ctx, parent)
         _check_depth(provider, parent.depth + 1)
+    elif not scope.allows("", Permission.manage_provider):
+        raise InvalidInput.on_field(
+            "parent_id",
+            "only provider staff can create top-level accounts",
+            "give the id of an account you manage as parent_id",
+        )
+    if data.features and not scope.allows("", Permission.manage_provider):
+        raise InvalidInput.on_field("features", "only provider staff can set features", "leave it out")
     await _check_external_id_free(ctx, data.external_id, None)
 
     now = ctx.now()
-    fields = data.model_dump(exclude={"parent_id"})
+    fields = data.model_dump(exclude={"parent_id", "administrators", "preaccept_agreements"})
     account = Account(
         provider_id=ctx.provider_id,
         parent_id=parent.id if parent else None,
@@ -127,6 +143,8 @@ async def create(ctx: Ctx, data: AccountCreate) -> Account:
         updated_at=now,
         **{k: (v.value if hasattr(v, "value") else v) for k, v in fields.items()},
     )
+    if data.preaccept_agreements:
+        _accept(account, ctx, msa=True, aup=True)
     ctx.session.add(account)
     await ctx.session.flush()
     account.path = child_path(parent.path if parent else None, account.id)
@@ -137,12 +155,21 @@ async def create(ctx: Ctx, data: AccountCreate) -> Account:
         ctx, entity=ENTITY, entity_id=account.id, action="created",
         account_id=account.id, after=snapshot(account),
     )  # fmt: skip
+    if data.administrators:
+        from boughs.memberships import service as memberships
+        from boughs.memberships.models import AccountRole
+
+        for email in data.administrators:
+            await memberships.add(ctx, account.id, str(email), AccountRole.admin)
     return account
 
 
 async def update(ctx: Ctx, account_id: int, data: AccountUpdate) -> Account:
     account = await get(ctx, account_id)
+    await require(ctx, account.path, Permission.manage_accounts, "change this account")
     changes = data.model_dump(exclude_unset=True)
+    if "features" in changes and not (await scope_of(ctx)).allows("", Permission.manage_provider):
+        raise InvalidInput.on_field("features", "only provider staff can change features", "leave it out")
     if "external_id" in changes:
         await _check_external_id_free(ctx, changes["external_id"], account.id)
     before = snapshot(account)
@@ -255,6 +282,7 @@ def effective_of(
         "expiry_date": resolved("expiry_date"),
         "timezone": resolved("timezone", provider_timezone),
         "currency": resolved("currency", provider_currency),
+        "agreements": agreements_of(chain[-1]),
         "billing_details": {
             "address": resolved("billing_address"),
             "tax_id": resolved("billing_tax_id"),
@@ -268,12 +296,73 @@ async def effective_expiry(ctx: Ctx, account: Account) -> Inherited:
     return inheritance.resolve(chain, "expiry_date")
 
 
+# --- agreements (seed 002) --------------------------------------------------------------
+
+MSA_VERSION = "2026-01"
+AUP_VERSION = "2026-01"
+
+
+def _accept(account: Account, ctx: Ctx, *, msa: bool, aup: bool) -> None:
+    now, who = ctx.now(), ctx.actor.user_id
+    if msa:
+        account.msa_accepted_at, account.msa_accepted_by, account.msa_version = now, who, MSA_VERSION
+    if aup:
+        account.aup_accepted_at, account.aup_accepted_by, account.aup_version = now, who, AUP_VERSION
+
+
+def agreements_of(account: Account) -> dict[str, Any]:
+    return {
+        "msa_accepted_at": account.msa_accepted_at,
+        "msa_accepted_by": account.msa_accepted_by,
+        "msa_version": account.msa_version,
+        "aup_accepted_at": account.aup_accepted_at,
+        "aup_accepted_by": account.aup_accepted_by,
+        "aup_version": account.aup_version,
+        "complete": account.msa_accepted_at is not None and account.aup_accepted_at is not None,
+    }
+
+
+async def accept_agreements(ctx: Ctx, account_id: int, *, msa: bool, aup: bool) -> dict[str, Any]:
+    account = await get(ctx, account_id)
+    await require(ctx, account.path, Permission.manage_accounts, "accept agreements for this account")
+    if not (msa or aup):
+        raise InvalidInput.on_field("msa", "nothing to accept", "send msa: true and/or aup: true")
+    before = agreements_of(account)
+    _accept(account, ctx, msa=msa, aup=aup)
+    account.updated_at = ctx.now()
+    await ctx.session.flush()
+    old, new = audit.changed(before, agreements_of(account))
+    await audit.record(
+        ctx, entity=ENTITY, entity_id=account.id, action="agreements_accepted",
+        account_id=account.id, before=old, after=new,
+    )  # fmt: skip
+    return agreements_of(account)
+
+
+def require_agreements(account: Account) -> None:
+    """Nothing is provisioned on an account until its MSA and AUP are accepted (seed 002)."""
+    if account.msa_accepted_at is None or account.aup_accepted_at is None:
+        raise Conflict(
+            detail=f"Account {account.id} has not accepted the MSA and AUP.",
+            fix=f"an administrator accepts them: POST /api/v1/accounts/{account.id}/agreements",
+        )
+
+
 # --- moving and deleting -------------------------------------------------------------
 
 
 async def move(ctx: Ctx, account_id: int, parent_id: int | None) -> Account:
     account = await get(ctx, account_id)
+    await require(ctx, account.path, Permission.manage_accounts, "move this account")
     parent = await _referenced_parent(ctx, parent_id) if parent_id is not None else None
+    if parent is not None:
+        await require(ctx, parent.path, Permission.manage_accounts, "move accounts under this parent")
+    elif not (await scope_of(ctx)).allows("", Permission.manage_provider):
+        raise InvalidInput.on_field(
+            "parent_id",
+            "only provider staff can move an account to the top level",
+            "give the id of an account you manage as the new parent",
+        )
     await _lock_trees(ctx, account, parent)
     if parent is not None and parent.path.startswith(account.path):
         what = "the account itself" if parent.id == account.id else "one of its descendants"
@@ -340,6 +429,7 @@ async def delete(ctx: Ctx, account_id: int) -> dict[str, Any]:
             extra={"report": report},
         )
     account = await get(ctx, account_id)
+    await require(ctx, account.path, Permission.manage_accounts, "delete this account")
     await repository.lock(ctx.session, ctx.provider_id, [account.root_id])
     await audit.record(
         ctx, entity=ENTITY, entity_id=account.id, action="deleted",
@@ -377,6 +467,7 @@ def _check_one_renewal(data: RenewRequest) -> None:
 async def renew(ctx: Ctx, account_id: int, data: RenewRequest) -> Account:
     _check_one_renewal(data)
     account = await get(ctx, account_id)
+    await require(ctx, account.path, Permission.manage_accounts, "renew this account")
     provider = await providers.get(ctx.session, ctx.provider_id)
     chain = await repository.chain(ctx.session, account)
     timezone = inheritance.resolve(chain, "timezone", provider.default_timezone).value
@@ -428,6 +519,7 @@ _ALLOWED_FROM = {
 
 async def _change_status(ctx: Ctx, account_id: int, action: str, reason: str) -> Account:
     account = await get(ctx, account_id)
+    await require(ctx, account.path, Permission.manage_accounts, "change this account's status")
     if account.status not in _ALLOWED_FROM[action]:
         verb = {"suspended": "suspend", "unsuspended": "unsuspend", "cancelled": "cancel"}[action]
         raise Conflict(

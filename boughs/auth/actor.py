@@ -13,13 +13,15 @@ class StaffRole(StrEnum):
 
 @dataclass(frozen=True)
 class Actor:
-    """Whoever a unit of work runs as: a user behind a token, or the system itself."""
+    """Whoever a unit of work runs as: a user behind a token or session, or the system itself."""
 
     provider_id: int
     label: str
     user_id: int | None = None
     staff_role: str | None = None
     token_id: int | None = None
+    # The console session behind the request, when it came with the session cookie.
+    session_id: int | None = None
 
     @classmethod
     def system(cls, provider_id: int, what: str) -> Actor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -22,6 +24,17 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+@cache
+def _dummy_hash() -> str:
+    return _hasher.hash("no user has this password: it only spends the time a real check takes")
+
+
+def dummy_verify(password: str) -> bool:
+    """Spend what a real verification costs, so an unknown email answers as slowly as a known one."""
+    verify_password(_dummy_hash(), password)
+    return False
 
 
 def check_password_strength(password: str, *, field: str = "password") -> None:

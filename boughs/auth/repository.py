@@ -22,3 +22,21 @@ async def token_with_user(session: AsyncSession, digest: str) -> tuple[ApiToken,
     )
     row = result.first()
     return (row[0], row[1]) if row else None
+
+
+async def tokens_of(session: AsyncSession, provider_id: int, user_id: int) -> list[ApiToken]:
+    result = await session.execute(
+        select(ApiToken)
+        .where(ApiToken.provider_id == provider_id, ApiToken.user_id == user_id)
+        .order_by(ApiToken.id)
+    )
+    return list(result.scalars())
+
+
+async def token_of(session: AsyncSession, provider_id: int, user_id: int, token_id: int) -> ApiToken | None:
+    result = await session.execute(
+        select(ApiToken).where(
+            ApiToken.provider_id == provider_id, ApiToken.user_id == user_id, ApiToken.id == token_id
+        )
+    )
+    return result.scalar_one_or_none()

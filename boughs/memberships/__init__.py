@@ -1,0 +1,1 @@
+"""Memberships: a user's role on an account, reaching down its subtree."""
