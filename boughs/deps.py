@@ -40,6 +40,15 @@ async def _touch_token(db: Database, token_id: int, clock: Clock) -> None:
         )
 
 
+def _acting_account(request: Request) -> int | None:
+    """The account a request acts as: /api/v1/accounts/{id}/... paths carry it explicitly."""
+    raw = request.path_params.get("account_id")
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
 async def unit_of_work(request: Request) -> AsyncIterator[Ctx]:
     """One transaction per request, committed before the response is sent.
 
@@ -69,7 +78,13 @@ async def unit_of_work(request: Request) -> AsyncIterator[Ctx]:
             session.expunge_all()
             token_id = actor.token_id
             session.info["after_commit"].append(lambda: _touch_token(db, token_id, clock))
-        ctx = Ctx(session=session, clock=clock, actor=actor, request_id=request_id_var.get())
+        ctx = Ctx(
+            session=session,
+            clock=clock,
+            actor=actor,
+            request_id=request_id_var.get(),
+            acting_account_id=_acting_account(request),
+        )
         if write:
             request.state.idempotency = await idempotency.begin(request, ctx)
         yield ctx

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Query, Response
 
@@ -9,9 +9,11 @@ from boughs.accounts.models import AccountStatus
 from boughs.accounts.repository import MAX_DEPTH, MAX_ID, AccountFilter
 from boughs.accounts.schemas import (
     AccountCreate,
+    AccountCreated,
     AccountLinkOut,
     AccountOut,
     AccountUpdate,
+    AdministratorAdded,
     AgreementsAccept,
     AgreementsOut,
     DeletionReport,
@@ -23,6 +25,7 @@ from boughs.accounts.schemas import (
 )
 from boughs.deps import CtxDep, domain_router
 from boughs.kit.pagination import DEFAULT_LIMIT, Page
+from boughs.memberships import service as memberships
 
 router = domain_router("/accounts", "accounts")
 
@@ -36,11 +39,22 @@ def _page(page: service.PageOf) -> Page[AccountOut]:
     )
 
 
-@router.post("", status_code=201, response_model=AccountOut)
-async def create_account(ctx: CtxDep, body: AccountCreate, response: Response) -> AccountOut:
-    account = await service.create(ctx, body)
+@router.post("", status_code=201, response_model=AccountCreated)
+async def create_account(ctx: CtxDep, body: AccountCreate, response: Response) -> AccountCreated:
+    """Top level (staff) or under `parent_id`; `administrators` get the admin role or an invitation."""
+    account, added = await memberships.create_account(ctx, body)
     response.headers["Location"] = f"/api/v1/accounts/{account.id}"
-    return AccountOut.model_validate(account)
+    created = AccountCreated.model_validate(account)
+    created.administrators = [_administrator(a) for a in added]
+    return created
+
+
+def _administrator(added: dict[str, Any]) -> AdministratorAdded:
+    if added.get("membership"):
+        m = added["membership"]
+        return AdministratorAdded(membership_id=m["id"], email=m["email"])
+    i = added["invitation"]
+    return AdministratorAdded(invitation_id=i["id"], email=i["email"], link=i["link"])
 
 
 @router.get("", response_model=Page[AccountOut])

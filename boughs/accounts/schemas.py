@@ -146,6 +146,19 @@ class AccountOut(Output):
     updated_at: datetime
 
 
+class AdministratorAdded(Output):
+    """A named administrator: a membership now, or an invitation with its one-time link."""
+
+    membership_id: int | None = None
+    invitation_id: int | None = None
+    email: str
+    link: str | None = None
+
+
+class AccountCreated(AccountOut):
+    administrators: list[AdministratorAdded] = []
+
+
 class AccountLinkOut(Output):
     parent_id: int | None
     valid_from: datetime

@@ -155,12 +155,6 @@ async def create(ctx: Ctx, data: AccountCreate) -> Account:
         ctx, entity=ENTITY, entity_id=account.id, action="created",
         account_id=account.id, after=snapshot(account),
     )  # fmt: skip
-    if data.administrators:
-        from boughs.memberships import service as memberships
-        from boughs.memberships.models import AccountRole
-
-        for email in data.administrators:
-            await memberships.add(ctx, account.id, str(email), AccountRole.admin)
     return account
 
 

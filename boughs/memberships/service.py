@@ -11,6 +11,7 @@ from boughs.accounts import repository as accounts_repository
 from boughs.accounts import service as accounts
 from boughs.accounts.models import Account
 from boughs.accounts.repository import AccountFilter
+from boughs.accounts.schemas import AccountCreate
 from boughs.audit import service as audit
 from boughs.auth import repository as users
 from boughs.authz.permissions import Permission
@@ -95,6 +96,14 @@ async def add(ctx: Ctx, account_id: int, email: str, role: AccountRole) -> dict[
             "link": issued.link,
         }
     }
+
+
+async def create_account(ctx: Ctx, data: AccountCreate) -> tuple[Account, list[dict[str, Any]]]:
+    """Create an account and name its administrators (seed 003): existing users get the
+    role at once, other emails an invitation whose link is returned to the creator."""
+    account = await accounts.create(ctx, data)
+    added = [await add(ctx, account.id, str(email), AccountRole.admin) for email in data.administrators]
+    return account, added
 
 
 async def remove(ctx: Ctx, membership_id: int) -> None:

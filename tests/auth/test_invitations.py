@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -25,10 +24,6 @@ from tests.auth.conftest import PASSWORD, MakeUser, stable
 
 CtxFactory = Callable[..., AbstractAsyncContextManager[Ctx]]
 
-needs_memberships = pytest.mark.skipif(
-    importlib.util.find_spec("boughs.memberships.service") is None,
-    reason="boughs.memberships (add_membership_for_invitation) is not written yet",
-)
 
 
 @pytest.fixture
@@ -136,7 +131,6 @@ async def _membership_roles(db: Database, user_id: int) -> list[tuple[int, str]]
     return [(m.account_id, m.role) for m in rows]
 
 
-@needs_memberships
 async def test_accept_creates_the_user_and_membership_once(
     anon: httpx.AsyncClient, issued: IssuedInvitation, db: Database, account_id: int
 ) -> None:
@@ -166,7 +160,6 @@ async def test_accept_creates_the_user_and_membership_once(
         assert len(events) == 1 and events[0].actor_user_id == body["user_id"]
 
 
-@needs_memberships
 async def test_existing_user_accepts_with_their_own_password(
     anon: httpx.AsyncClient, ctx_factory: CtxFactory, account_id: int, make_user: MakeUser, db: Database
 ) -> None:

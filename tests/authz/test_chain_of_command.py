@@ -237,3 +237,62 @@ async def test_audit_lists_the_subtree_only_for_those_who_may_see_it(world: Worl
         f"/api/v1/accounts/{ids['Root']}/audit", params={"entity": "membership"}
     )
     assert only_updates.json()["items"] == []
+
+
+async def test_subaccount_with_administrators_who_then_see_only_that_subtree(
+    world: World, app, db: Database
+) -> None:  # type: ignore[no-untyped-def]
+    ids, as_ = world.ids, world.clients
+    created = await as_["admin_root"].post(
+        "/api/v1/accounts",
+        json={
+            "name": "Clienticity",
+            "external_id": "clienticity",
+            "parent_id": ids["Root"],
+            "administrators": ["admin_b@tree.example", "new.admin@clienticity.example"],
+        },
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    existing, invited = body["administrators"]
+    assert existing["membership_id"] and existing["link"] is None
+    assert invited["invitation_id"] and invited["link"].startswith("/invitations/")
+    token = invited["link"].rsplit("/", 1)[1]
+    anon = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+    accepted = await anon.post(
+        f"/api/v1/invitations/{token}/accept", json={"name": "New Admin", "password": "Clienticity-2026!"}
+    )
+    assert accepted.status_code in (200, 201), accepted.text
+    again = await anon.post(
+        f"/api/v1/invitations/{token}/accept", json={"name": "New Admin", "password": "Clienticity-2026!"}
+    )
+    assert again.status_code == 410
+    issued = await anon.post(
+        "/api/v1/auth/tokens",
+        json={"email": "new.admin@clienticity.example", "password": "Clienticity-2026!", "name": "t"},
+    )
+    assert issued.status_code in (200, 201), issued.text
+    newcomer = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://testserver",
+        headers={"Authorization": f"Bearer {issued.json()['token']}"},
+    )
+    visible = await newcomer.get("/api/v1/accounts")
+    assert {a["name"] for a in visible.json()["items"]} == {"Clienticity"}
+    assert (await newcomer.get(f"/api/v1/accounts/{ids['Root']}")).status_code == 404
+    sees = (await as_["admin_b"].get("/api/v1/accounts")).json()["items"]
+    assert {a["name"] for a in sees} == {"B", "Clienticity"}
+    await anon.aclose()
+    await newcomer.aclose()
+
+
+async def test_audit_records_the_account_acted_as(world: World) -> None:
+    ids, as_ = world.ids, world.clients
+    await as_["admin_a"].post(
+        f"/api/v1/accounts/{ids['A1']}/memberships",
+        json={"email": "viewer_root@tree.example", "role": "viewer"},
+    )
+    events = (await as_["admin_a"].get(f"/api/v1/accounts/{ids['A1']}/audit")).json()["items"]
+    granted = next(e for e in events if e["entity"] == "membership")
+    assert granted["acting_account_id"] == ids["A1"]
+    assert granted["actor_user_id"] is not None
