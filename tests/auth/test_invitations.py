@@ -25,7 +25,6 @@ from tests.auth.conftest import PASSWORD, MakeUser, stable
 CtxFactory = Callable[..., AbstractAsyncContextManager[Ctx]]
 
 
-
 @pytest.fixture
 async def account_id(client: httpx.AsyncClient) -> int:
     r = await client.post("/api/v1/accounts", json={"name": "Harbour Flats"})
