@@ -596,7 +596,14 @@ async def _restore_unexpired(ctx: Ctx, account: Account) -> None:
     restored = [r[0] for r in rows if r[2] == AccountStatus.expired.value and not states[r[0]][0]]
     if not restored:
         return
-    await repository.set_status(ctx.session, ctx.provider_id, restored, AccountStatus.active.value, ctx.now())
+    await _set_statuses(ctx, restored, AccountStatus.expired, AccountStatus.active, "unexpired")
+
+
+async def _set_statuses(
+    ctx: Ctx, ids: list[int], before: AccountStatus, after: AccountStatus, action: str
+) -> None:
+    """Many accounts change status at once, each with its own audit event."""
+    await repository.set_status(ctx.session, ctx.provider_id, ids, after.value, ctx.now())
     await audit.record_many(
         ctx,
         [
@@ -604,12 +611,12 @@ async def _restore_unexpired(ctx: Ctx, account: Account) -> None:
                 ctx,
                 entity=ENTITY,
                 entity_id=i,
-                action="unexpired",
+                action=action,
                 account_id=i,
-                before={"status": "expired"},
-                after={"status": "active"},
+                before={"status": before.value},
+                after={"status": after.value},
             )
-            for i in restored
+            for i in ids
         ],
     )
 
@@ -642,20 +649,5 @@ async def sweep_expired(ctx: Ctx) -> list[int]:
                 seen.add(account_id)
                 expired.append(account_id)
     if expired:
-        await repository.set_status(ctx.session, ctx.provider_id, expired, AccountStatus.expired.value, now)
-        await audit.record_many(
-            ctx,
-            [
-                audit.event(
-                    ctx,
-                    entity=ENTITY,
-                    entity_id=i,
-                    action="expired",
-                    account_id=i,
-                    before={"status": "active"},
-                    after={"status": "expired"},
-                )
-                for i in expired
-            ],
-        )
+        await _set_statuses(ctx, expired, AccountStatus.active, AccountStatus.expired, "expired")
     return expired

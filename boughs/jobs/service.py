@@ -43,6 +43,9 @@ async def enqueue(
 
 async def get(ctx: Ctx, job_id: int) -> Job:
     job = await repository.get(ctx.session, ctx.provider_id, job_id)
+    # Staff see every job of their provider; account users only the jobs they started.
+    if job is not None and not ctx.actor.is_staff and job.created_by_user_id != ctx.actor.user_id:
+        job = None
     if job is None:
         raise NotFound(detail=f"There is no job {job_id}.", fix="check the job id")
     return job
