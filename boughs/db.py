@@ -111,7 +111,10 @@ class Database:
         # ourselves); PostgreSQL reads get a pool of autocommit connections of their own.
         self._read_options: dict[str, Any] = {}
         if self.is_sqlite:
-            self.read_engine = self.engine
+            from boughs.sqlite_inline import DRIVER
+
+            self.read_engine = create_async_engine(self.url.set(drivername=DRIVER), **kwargs)
+            _tune_sqlite(self.read_engine)
             self._read_options = {"boughs_read": True}
         else:
             self.read_engine = create_async_engine(self.url, isolation_level="AUTOCOMMIT", **kwargs)
