@@ -415,6 +415,9 @@ async def deletion_report(ctx: Ctx, account_id: int) -> dict[str, Any]:
 
 
 async def delete(ctx: Ctx, account_id: int) -> dict[str, Any]:
+    account = await get(ctx, account_id)
+    # The role first: someone who may not delete is not told how a delete would succeed.
+    await require(ctx, account.path, Permission.manage_accounts, "delete this account")
     report = await deletion_report(ctx, account_id)
     if report["refused_because"]:
         raise Conflict(
@@ -422,8 +425,6 @@ async def delete(ctx: Ctx, account_id: int) -> dict[str, Any]:
             fix="move or delete its child accounts first, then delete it",
             extra={"report": report},
         )
-    account = await get(ctx, account_id)
-    await require(ctx, account.path, Permission.manage_accounts, "delete this account")
     await repository.lock(ctx.session, ctx.provider_id, [account.root_id])
     await audit.record(
         ctx, entity=ENTITY, entity_id=account.id, action="deleted",

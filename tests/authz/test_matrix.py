@@ -1,0 +1,683 @@
+"""The authorization matrix: every /api/v1 route, every kind of actor, every kind of target.
+
+Each route has an entry in ``MATRIX`` saying how to call it and which rule decides who may;
+the expected answer of every (actor, target) cell is derived from that rule and the world's
+description (``matrix_world``), never written per cell. A route without an entry fails
+``test_every_route_has_an_entry``.
+
+The rules, from the README's "Who may do what" and issue 3:
+- no credentials, a revoked token or an expired one → 401 on every authenticated route;
+- an account outside the actor's scope → 404 with exactly the body of a missing id;
+- a write the role does not allow on an account in scope → 403;
+- an account named in a body (parent_id) outside the scope → 422 naming the field, like a missing one;
+- top-level accounts and features are the provider's (owner/admin staff): 422 naming the field;
+- otherwise allowed: not 401/403/404 (a 409 from a domain rule, e.g. "has children", is allowed).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from argon2 import PasswordHasher
+from fastapi.routing import APIRoute
+
+from boughs.auth import passwords
+from boughs.db import Database
+from boughs.kit.clock import FrozenClock
+from tests.authz.matrix_world import (
+    ACCOUNTS,
+    ACTORS,
+    PASSWORD,
+    TARGET_KINDS,
+    A,
+    ActorSpec,
+    World,
+    ancestors_of,
+    build_world,
+    has_children,
+)
+from tests.conftest import Tenant
+
+API = "/api/v1"
+MISSING = 987_654_321
+PROBLEM_JSON = "application/problem+json"
+
+# --- what each role may do (the README's table) ----------------------------------------
+
+READ, ACCOUNTS_, MEMBERS, BILLING, PROVIDER = "read", "accounts", "members", "billing", "provider"
+EVERYTHING = frozenset({READ, ACCOUNTS_, MEMBERS, BILLING, PROVIDER})
+STAFF_MAY = {
+    "owner": EVERYTHING,
+    "admin": EVERYTHING,
+    "billing": frozenset({READ, BILLING}),
+    "support": frozenset({READ}),
+}
+MEMBER_MAY = {
+    "admin": frozenset({READ, ACCOUNTS_, MEMBERS, BILLING}),
+    "billing": frozenset({READ, BILLING}),
+    "technical": frozenset({READ}),
+    "viewer": frozenset({READ}),
+}
+
+
+def in_scope(actor: ActorSpec, account: str) -> bool:
+    """Staff reach their provider; members their account and below (no parent_access limits here)."""
+    if ACCOUNTS[account].provider != actor.provider:
+        return False
+    if actor.staff_role:
+        return True
+    assert actor.grant is not None
+    return actor.grant[0] == account or actor.grant[0] in ancestors_of(account)
+
+
+def may(actor: ActorSpec, account: str, what: str) -> bool:
+    if not in_scope(actor, account):
+        return False
+    if actor.staff_role:
+        return what in STAFF_MAY[actor.staff_role]
+    assert actor.grant is not None
+    return what in MEMBER_MAY[actor.grant[1]]
+
+
+def provider_staff(actor: ActorSpec) -> bool:
+    return PROVIDER in STAFF_MAY.get(actor.staff_role or "", frozenset())
+
+
+def scope_names(actor: ActorSpec) -> set[str]:
+    return {name for name in ACCOUNTS if in_scope(actor, name)}
+
+
+# --- expected outcomes -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expect:
+    status: int | None = None  # None: allowed
+    field: str | None = None  # the field a 422 must name
+    same_as_missing: bool = False  # the body must equal the answer for a nonexistent id
+
+    def __str__(self) -> str:
+        if self.status is None:
+            return "allowed"
+        return f"{self.status}" + (f" naming {self.field}" if self.field else "")
+
+
+OK = Expect()
+UNAUTHORIZED = Expect(401)
+FORBIDDEN = Expect(403)
+HIDDEN = Expect(404, same_as_missing=True)
+
+Rule = Callable[[ActorSpec, str | None], Expect]
+
+
+def authenticated(rule: Rule) -> Rule:
+    def checked(actor: ActorSpec, target: str | None) -> Expect:
+        return rule(actor, target) if actor.authenticated else UNAUTHORIZED
+
+    checked.__name__ = rule.__name__
+    return checked
+
+
+def public(actor: ActorSpec, target: str | None) -> Expect:
+    return OK
+
+
+@authenticated
+def anyone_signed_in(actor: ActorSpec, target: str | None) -> Expect:
+    return OK
+
+
+@authenticated
+def read(actor: ActorSpec, target: str | None) -> Expect:
+    assert target is not None
+    return OK if in_scope(actor, target) else HIDDEN
+
+
+def write(permission: str) -> Rule:
+    @authenticated
+    def rule(actor: ActorSpec, target: str | None) -> Expect:
+        assert target is not None
+        if not in_scope(actor, target):
+            return HIDDEN
+        return OK if may(actor, target, permission) else FORBIDDEN
+
+    rule.__name__ = f"write_{permission}"
+    return rule
+
+
+@authenticated
+def create_child(actor: ActorSpec, target: str | None) -> Expect:
+    """POST /accounts with parent_id = target: the parent is named in the body."""
+    assert target is not None
+    if not in_scope(actor, target):
+        return Expect(422, "parent_id", same_as_missing=True)
+    if not may(actor, target, ACCOUNTS_):
+        return FORBIDDEN
+    if not actor.staff_role and not ACCOUNTS[target].subaccounts:
+        return FORBIDDEN  # the subaccounts feature is off
+    return OK
+
+
+@authenticated
+def create_child_with_features(actor: ActorSpec, target: str | None) -> Expect:
+    expect = create_child(actor, target)
+    if expect == OK and not provider_staff(actor):
+        return Expect(422, "features")
+    return expect
+
+
+@authenticated
+def create_top_level(actor: ActorSpec, target: str | None) -> Expect:
+    return OK if provider_staff(actor) else Expect(422, "parent_id")
+
+
+@authenticated
+def set_features(actor: ActorSpec, target: str | None) -> Expect:
+    expect = write(ACCOUNTS_)(actor, target)
+    if expect == OK and not provider_staff(actor):
+        return Expect(422, "features")
+    return expect
+
+
+@authenticated
+def move_to_current_parent(actor: ActorSpec, target: str | None) -> Expect:
+    """Moving the target under the parent it has: the path and the body both name an account."""
+    assert target is not None
+    expect = write(ACCOUNTS_)(actor, target)
+    if expect != OK:
+        return expect
+    parent = ACCOUNTS[target].parent
+    if parent is None:
+        return OK if provider_staff(actor) else Expect(422, "parent_id")
+    if not in_scope(actor, parent):
+        return Expect(422, "parent_id")
+    return OK if may(actor, parent, ACCOUNTS_) else FORBIDDEN
+
+
+@authenticated
+def provider_admins(actor: ActorSpec, target: str | None) -> Expect:
+    """Provider-level actions: the provider's owner and admins, in their own provider."""
+    return OK if actor.staff_role in ("owner", "admin") else FORBIDDEN
+
+
+@authenticated
+def job_reads(actor: ActorSpec, target: str | None) -> Expect:
+    """Staff see every job of their provider; account users only the jobs they started."""
+    if target == "own_job":
+        return OK
+    return OK if actor.staff_role and actor.provider == A else HIDDEN
+
+
+@authenticated
+def own_token(actor: ActorSpec, target: str | None) -> Expect:
+    return OK if target == "own" else HIDDEN
+
+
+# --- the table -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    body: Any = None
+
+
+# fill(world, actor, target account id or None for "missing") → the request to send
+Fill = Callable[[World, str, int | None], Awaitable[Request]]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    rule: Rule
+    fill: Fill
+    targets: tuple[str, ...] = TARGET_KINDS  # account target kinds, or ("self",) etc.
+    destructive: bool = False  # rebuild the world after any success
+    also_ok: frozenset[int] = frozenset()  # domain answers that still mean "allowed"
+    check: Check | None = None  # more to check on an allowed answer
+
+
+def on_account(suffix: str = "", body: Any = None) -> Fill:
+    async def fill(world: World, actor: str, account_id: int | None) -> Request:
+        return Request(f"{API}/accounts/{account_id or MISSING}{suffix}", body)
+
+    return fill
+
+
+def fixed(path: str, body: Callable[[World], Any] | None = None) -> Fill:
+    async def fill(world: World, actor: str, account_id: int | None) -> Request:
+        return Request(f"{API}{path}", body(world) if body else None)
+
+    return fill
+
+
+def child_of(**extra: Any) -> Fill:
+    async def fill(world: World, actor: str, account_id: int | None) -> Request:
+        return Request(f"{API}/accounts", {"name": "New child", "parent_id": account_id or MISSING, **extra})
+
+    return fill
+
+
+async def move_fill(world: World, actor: str, account_id: int | None) -> Request:
+    by_id = {v: k for k, v in world.ids.items()}
+    parent = ACCOUNTS[by_id[account_id]].parent if account_id else "Root"
+    parent_id = world.ids[parent] if parent else None
+    return Request(f"{API}/accounts/{account_id or MISSING}/move", {"parent_id": parent_id})
+
+
+async def new_membership(world: World, actor: str, account_id: int | None) -> Request:
+    return Request(
+        f"{API}/accounts/{account_id or MISSING}/memberships",
+        {"email": world.email("member"), "role": "viewer"},
+    )
+
+
+async def delete_membership(world: World, actor: str, account_id: int | None) -> Request:
+    if account_id is None:
+        return Request(f"{API}/memberships/{MISSING}")
+    by_id = {v: k for k, v in world.ids.items()}
+    return Request(f"{API}/memberships/{await world.membership_on(by_id[account_id])}")
+
+
+async def revoke_token(world: World, actor: str, target: int | None) -> Request:
+    # target: 1 = one of the actor's own tokens, 2 = another user's, None = a missing id
+    if target is None:
+        return Request(f"{API}/me/tokens/{MISSING}")
+    user_id = world.user_ids[actor] if target == 1 else world.bystanders[A]
+    return Request(f"{API}/me/tokens/{await world.fresh_token_of(user_id)}")
+
+
+async def sign_in(world: World, actor: str, target: int | None) -> Request:
+    return Request("", {"email": await world.user_with_password(), "password": PASSWORD})
+
+
+async def new_token(world: World, actor: str, target: int | None) -> Request:
+    body = {"email": await world.user_with_password(), "password": PASSWORD, "name": "matrix"}
+    return Request(f"{API}/auth/tokens", body)
+
+
+async def login(world: World, actor: str, target: int | None) -> Request:
+    return Request(f"{API}/auth/login", (await sign_in(world, actor, target)).body)
+
+
+async def accept_invitation(world: World, actor: str, target: int | None) -> Request:
+    token = await world.invitation_token()
+    return Request(f"{API}/invitations/{token}/accept", {"name": "Invitee", "password": PASSWORD})
+
+
+async def job(world: World, actor: str, target: int | None) -> Request:
+    # target: 1 = a job the tenant's owner started, 2 = one the actor started, None = a missing id
+    if target is None:
+        return Request(f"{API}/jobs/{MISSING}")
+    return Request(f"{API}/jobs/{await world.job_id(actor if target == 2 else None)}")
+
+
+Check = Callable[[World, ActorSpec, "str | None", httpx.Response], "str | None"]
+
+
+def root_of(name: str) -> str:
+    return ([name, *ancestors_of(name)])[-1]
+
+
+def lists(expected: Callable[[str | None], set[str]], *, paths: bool = False) -> Check:
+    """The answer lists exactly ``expected(target)`` within the actor's scope, and nothing outside it.
+
+    With ``paths``, the switcher's path_names name no account outside the scope (never upward).
+    """
+
+    def check(world: World, actor: ActorSpec, target: str | None, response: httpx.Response) -> str | None:
+        data = response.json()
+        items = data["items"] if isinstance(data, dict) else data
+        by_id = {v: k for k, v in world.ids.items()}
+        seen = {item["id"] for item in items}
+        want = {world.ids[name] for name in expected(target) & scope_names(actor)}
+        if seen & set(by_id) != want or (not actor.staff_role and seen - set(by_id)):
+            return (
+                f"listed {sorted(by_id.get(i, str(i)) for i in seen)}, "
+                f"expected {sorted(by_id[i] for i in want)}"
+            )
+        if paths:
+            visible = scope_names(actor)
+            for item in items:
+                hidden = [n for n in item["path_names"][:-1] if n != "…" and n not in visible]
+                if hidden or item["path_names"][-1] != item["name"]:
+                    return f"path_names {item['path_names']} name accounts outside the scope"
+        return None
+
+    return check
+
+
+def everything(target: str | None) -> set[str]:
+    return set(ACCOUNTS)
+
+
+def children_of(target: str | None) -> set[str]:
+    return {name for name, spec in ACCOUNTS.items() if spec.parent == target}
+
+
+def below(target: str | None) -> set[str]:
+    return {name for name in ACCOUNTS if target in ancestors_of(name)}
+
+
+def above(target: str | None) -> set[str]:
+    assert target is not None
+    return set(ancestors_of(target))
+
+
+def rooted_at(target: str | None) -> set[str]:
+    return {name for name in ACCOUNTS if root_of(name) == target}
+
+
+def named_like(target: str | None) -> set[str]:
+    assert target is not None
+    return {name for name in ACCOUNTS if target.lower() in name.lower()}
+
+
+def with_query(path: str, param: str) -> Fill:
+    """A list filtered by the target: by its id, or (param "q") by its name."""
+
+    async def fill(world: World, actor: str, account_id: int | None) -> Request:
+        by_id = {v: k for k, v in world.ids.items()}
+        value = by_id[account_id] if param == "q" and account_id else account_id or MISSING
+        return Request(f"{API}{path}?{param}={value}")
+
+    return fill
+
+
+SELF = ("self",)
+STATUS = {"reason": "matrix"}
+
+MATRIX: dict[tuple[str, str], tuple[Case, ...]] = {
+    # accounts
+    ("POST", "/accounts"): (
+        Case("child of the target", create_child, child_of()),
+        Case("child with features", create_child_with_features, child_of(features={"subaccounts": True})),
+        Case("top level", create_top_level, fixed("/accounts", lambda w: {"name": "New top"}), SELF),
+    ),
+    ("GET", "/accounts"): (
+        Case("list", anyone_signed_in, fixed("/accounts"), SELF, check=lists(everything)),
+        Case("by parent", anyone_signed_in, with_query("/accounts", "parent_id"), check=lists(children_of)),
+        Case("by root", anyone_signed_in, with_query("/accounts", "root_id"), check=lists(rooted_at)),
+        Case("by name", anyone_signed_in, with_query("/accounts", "q"), check=lists(named_like)),
+    ),
+    ("GET", "/accounts/{account_id}"): (Case("get", read, on_account()),),
+    ("PATCH", "/accounts/{account_id}"): (
+        Case("description", write(ACCOUNTS_), on_account(body={"description": "matrix"})),
+        Case("parent_access", write(ACCOUNTS_), on_account(body={"parent_access": "manage"})),
+        Case("features", set_features, on_account(body={"features": {"subaccounts": True}})),
+    ),
+    ("GET", "/accounts/{account_id}/deletion"): (Case("preview", read, on_account("/deletion")),),
+    ("DELETE", "/accounts/{account_id}"): (Case("delete", write(ACCOUNTS_), on_account(), destructive=True),),
+    ("GET", "/accounts/{account_id}/children"): (
+        Case("children", read, on_account("/children"), check=lists(children_of)),
+    ),
+    ("GET", "/accounts/{account_id}/descendants"): (
+        Case("descendants", read, on_account("/descendants"), check=lists(below)),
+    ),
+    ("GET", "/accounts/{account_id}/ancestors"): (
+        Case("ancestors", read, on_account("/ancestors"), check=lists(above)),
+    ),
+    ("GET", "/accounts/{account_id}/subtree-summary"): (
+        Case("summary", read, on_account("/subtree-summary")),
+    ),
+    ("GET", "/accounts/{account_id}/effective"): (Case("effective", read, on_account("/effective")),),
+    ("GET", "/accounts/{account_id}/links"): (Case("links", read, on_account("/links")),),
+    ("POST", "/accounts/{account_id}/agreements"): (
+        Case("accept", write(ACCOUNTS_), on_account("/agreements", {"msa": True, "aup": True})),
+    ),
+    ("POST", "/accounts/{account_id}/move"): (Case("to its own parent", move_to_current_parent, move_fill),),
+    ("POST", "/accounts/{account_id}/renew"): (
+        Case("renew", write(ACCOUNTS_), on_account("/renew", {"period": "month"})),
+    ),
+    ("POST", "/accounts/{account_id}/suspend"): (
+        Case("suspend", write(ACCOUNTS_), on_account("/suspend", STATUS)),
+    ),
+    ("POST", "/accounts/{account_id}/unsuspend"): (
+        Case("unsuspend", write(ACCOUNTS_), on_account("/unsuspend", STATUS)),
+    ),
+    ("POST", "/accounts/{account_id}/cancel"): (
+        Case("cancel", write(ACCOUNTS_), on_account("/cancel", STATUS)),
+    ),
+    # audit
+    ("GET", "/accounts/{account_id}/audit"): (Case("audit", read, on_account("/audit")),),
+    # memberships
+    ("GET", "/accounts/{account_id}/memberships"): (Case("list", read, on_account("/memberships")),),
+    ("POST", "/accounts/{account_id}/memberships"): (Case("add", write(MEMBERS), new_membership),),
+    ("DELETE", "/memberships/{membership_id}"): (
+        Case("remove a membership on the target", write(MEMBERS), delete_membership),
+    ),
+    ("GET", "/me/accounts"): (
+        Case("switcher", anyone_signed_in, fixed("/me/accounts"), SELF, check=lists(everything, paths=True)),
+        Case(
+            "search",
+            anyone_signed_in,
+            with_query("/me/accounts", "q"),
+            check=lists(named_like, paths=True),
+        ),
+    ),
+    # identity
+    ("POST", "/auth/tokens"): (Case("sign in", public, new_token, SELF),),
+    ("POST", "/auth/login"): (Case("log in", public, login, SELF),),
+    # With a bearer token there is no session to end: 409 is the domain's answer.
+    ("POST", "/auth/logout"): (Case("log out", anyone_signed_in, fixed("/auth/logout"), SELF),),
+    ("GET", "/me"): (Case("me", anyone_signed_in, fixed("/me"), SELF),),
+    ("GET", "/me/tokens"): (Case("my tokens", anyone_signed_in, fixed("/me/tokens"), SELF),),
+    ("DELETE", "/me/tokens/{token_id}"): (Case("revoke", own_token, revoke_token, ("own", "other_user")),),
+    # The matrix users have no password, so a signed-in actor gets 422 on current_password.
+    ("POST", "/me/password"): (
+        Case(
+            "change",
+            anyone_signed_in,
+            fixed("/me/password", lambda w: {"current_password": "x", "new_password": PASSWORD}),
+            SELF,
+            also_ok=frozenset({422}),
+        ),
+    ),
+    ("POST", "/users"): (
+        Case("create", provider_admins, fixed("/users", lambda w: {"email": w.email("user")}), SELF),
+    ),
+    ("POST", "/invitations/{token}/accept"): (Case("accept", public, accept_invitation, SELF),),
+    # jobs
+    ("POST", "/jobs"): (
+        Case("start", provider_admins, fixed("/jobs", lambda w: {"kind": "accounts.expiry_sweep"}), SELF),
+    ),
+    ("GET", "/jobs/{job_id}"): (Case("a job", job_reads, job, ("provider_job", "own_job")),),
+}
+
+
+# --- running the grid ------------------------------------------------------------------
+
+
+@dataclass
+class Grid:
+    mismatches: list[str] = field(default_factory=list)
+    not_problem_json: list[str] = field(default_factory=list)
+    cells: int = 0
+
+
+def target_account(actor: ActorSpec, kind: str) -> str | None:
+    return actor.targets.get(kind)
+
+
+def ids_in(req: Request) -> list[int]:
+    """The ids a request names: in its path, and the parent it references in its body."""
+    found = [int(i) for i in re.findall(r"/(\d+)(?=/|$)", req.path)]
+    if isinstance(req.body, dict) and isinstance(req.body.get("parent_id"), int):
+        found.append(req.body["parent_id"])
+    return found
+
+
+def normalised(body: Any, *ids: int) -> str:
+    body = {k: v for k, v in body.items() if k not in ("request_id", "instance")}
+    text = json.dumps(body, sort_keys=True)
+    for i in ids:
+        text = re.sub(rf"\b{i}\b", "<id>", text)
+    return text
+
+
+async def send(
+    http: httpx.AsyncClient, world: World, actor: str, method: str, req: Request
+) -> httpx.Response:
+    http.cookies.clear()  # a login must not turn later requests into a session
+    return await http.request(method, req.path, json=req.body, headers=world.headers(actor))
+
+
+def target_ref(world: World, actor: ActorSpec, kind: str) -> tuple[str | None, int | None]:
+    """The account name (for rules) and the id handed to fill for a target kind."""
+    if kind in TARGET_KINDS:
+        name = target_account(actor, kind)
+        return name, world.ids[name] if name else None
+    return kind, {"self": 0, "own": 1, "other_user": 2, "provider_job": 1, "own_job": 2}[kind]
+
+
+async def run_grid(
+    route: tuple[str, str],
+    world_factory: Callable[[], Awaitable[World]],
+    http: httpx.AsyncClient,
+) -> Grid:
+    method, _ = route
+    grid = Grid()
+    world = await world_factory()
+    for case in MATRIX[route]:
+        missing: dict[tuple[int, str], httpx.Response] = {}
+        for actor_name, actor in ACTORS.items():
+            for kind in case.targets:
+                if kind in TARGET_KINDS and target_account(actor, kind) is None:
+                    continue  # this actor has no such target (e.g. the ancestor of a top-level account)
+                name, ref = target_ref(world, actor, kind)
+                rule_target = name if kind in TARGET_KINDS else kind
+                expect = case.rule(actor, rule_target)
+                req = await case.fill(world, actor_name, ref)
+                response = await send(http, world, actor_name, method, req)
+                grid.cells += 1
+                where = f"{method} {req.path} [{case.name}] as {actor_name} on {kind} ({name})"
+                problem = check(case, expect, response)
+                if problem is None and expect.same_as_missing:
+                    key = (world.n, actor_name)
+                    if key not in missing:
+                        missing[key] = await send(
+                            http, world, actor_name, method, await case.fill(world, actor_name, None)
+                        )
+                    other = missing[key]
+                    if other.status_code != response.status_code or normalised(
+                        response.json(), *ids_in(req)
+                    ) != normalised(other.json(), MISSING):
+                        problem = f"differs from a missing id: {response.text} vs {other.text}"
+                if problem is None and case.check is not None and expect == OK:
+                    problem = case.check(world, actor, name, response)
+                if problem is not None:
+                    grid.mismatches.append(f"{where}: expected {expect}, {problem}")
+                if response.status_code >= 400 and not response.headers.get("content-type", "").startswith(
+                    PROBLEM_JSON
+                ):
+                    grid.not_problem_json.append(f"{where}: {response.status_code} {response.headers}")
+                if case.destructive and response.status_code < 300:
+                    world = await world_factory()
+    return grid
+
+
+def check(case: Case, expect: Expect, response: httpx.Response) -> str | None:
+    status = response.status_code
+    got = f"got {status}: {response.text[:300]}"
+    if status >= 500:
+        return got
+    if expect.status is None:
+        allowed = status < 400 or status == 409 or status in case.also_ok
+        return None if allowed else got
+    if status != expect.status:
+        return got
+    if expect.field is not None:
+        fields = [e.get("field") for e in response.json().get("errors", [])]
+        if expect.field not in fields:
+            return f"{got} (does not name {expect.field})"
+    return None
+
+
+# --- the tests -------------------------------------------------------------------------
+
+
+def api_routes(app: Any) -> set[tuple[str, str]]:
+    """Every (method, path) the app serves under /api/v1, however its routers are included."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # FastAPI before lazily included routers
+        contexts: Any = app.routes
+    else:
+        contexts = iter_route_contexts(app.routes)
+    found: set[tuple[str, str]] = set()
+    for route in contexts:
+        original = getattr(route, "original_route", route)
+        path = route.path or ""
+        if isinstance(original, APIRoute) and path.startswith(API + "/"):
+            found |= {(m, path.removeprefix(API)) for m in route.methods or () if m != "HEAD"}
+    return found
+
+
+async def test_every_route_has_an_entry(app: Any) -> None:
+    served = api_routes(app)
+    assert len(served) > 30, served  # the enumeration itself works
+    missing = sorted(served - MATRIX.keys())
+    stale = sorted(MATRIX.keys() - served)
+    assert not missing, f"routes without an authorization matrix entry: {missing}"
+    assert not stale, f"matrix entries for routes the app no longer serves: {stale}"
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Argon2 at its production cost would be most of this file's time; the rules do not depend on it."""
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    passwords._dummy_hash.cache_clear()
+    yield
+    passwords._dummy_hash.cache_clear()
+
+
+@pytest.fixture
+def world_factory(db: Database, clock: FrozenClock, tenant: Tenant) -> Callable[[], Awaitable[World]]:
+    async def factory() -> World:
+        return await build_world(db, clock, tenant)
+
+    return factory
+
+
+@pytest.fixture
+async def http(app: Any) -> Any:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+        yield c
+
+
+def _route_id(route: tuple[str, str]) -> str:
+    return f"{route[0]} {route[1]}"
+
+
+@pytest.mark.parametrize("route", sorted(MATRIX), ids=_route_id)
+async def test_route_grid(route: tuple[str, str], world_factory: Any, http: httpx.AsyncClient) -> None:
+    grid = await run_grid(route, world_factory, http)
+    assert grid.cells > 0
+    assert not grid.mismatches, f"{len(grid.mismatches)} of {grid.cells} cells:\n" + "\n".join(
+        grid.mismatches
+    )
+    assert not grid.not_problem_json, "errors not as application/problem+json:\n" + "\n".join(
+        grid.not_problem_json
+    )
+
+
+def test_rules_are_derived_as_the_readme_says() -> None:
+    """A few cells spelled out, so a wrong rule cannot silently agree with a wrong app."""
+    parent_admin, viewer, support = ACTORS["parent_admin"], ACTORS["viewer"], ACTORS["support"]
+    assert read(viewer, "Grandchild") == OK and read(viewer, "Root") == HIDDEN
+    assert write(ACCOUNTS_)(viewer, "Child") == FORBIDDEN
+    assert write(ACCOUNTS_)(support, "Foreign") == HIDDEN
+    assert write(MEMBERS)(ACTORS["billing"], "Parent") == FORBIDDEN
+    assert create_child(parent_admin, "Child") == FORBIDDEN  # no subaccounts feature
+    assert create_child(parent_admin, "Sibling") == Expect(422, "parent_id", same_as_missing=True)
+    assert move_to_current_parent(parent_admin, "Parent") == Expect(422, "parent_id")
+    assert move_to_current_parent(parent_admin, "Child") == OK
+    assert create_top_level(ACTORS["other_provider"], None) == OK
+    assert read(ACTORS["expired"], "Parent") == UNAUTHORIZED
+    assert has_children("Parent") and not has_children("Grandchild")
