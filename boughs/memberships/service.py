@@ -147,9 +147,15 @@ async def switcher(ctx: Ctx, q: str | None, limit: int) -> list[dict[str, Any]]:
     if not scope.whole_provider and not q:
         granted = await accounts_repository.get_many(ctx.session, scope, [g.account_id for g in scope.grants])
         found.update((a.id, a) for a in granted)
-    page = await accounts_repository.list_by_path(
-        ctx.session, scope, AccountFilter(q=q or None), None, limit + len(found)
-    )
+    if scope.whole_provider and not q:
+        # Staff have no accounts of their own: start them at the top of every tree.
+        page = await accounts_repository.list_by_id(
+            ctx.session, scope, AccountFilter(top_level=True), None, limit
+        )
+    else:
+        page = await accounts_repository.list_by_path(
+            ctx.session, scope, AccountFilter(q=q or None), None, limit + len(found)
+        )
     for account in page:
         found.setdefault(account.id, account)
     own = {g.account_id for g in scope.grants}

@@ -296,3 +296,9 @@ async def test_audit_records_the_account_acted_as(world: World) -> None:
     granted = next(e for e in events if e["entity"] == "membership")
     assert granted["acting_account_id"] == ids["A1"]
     assert granted["actor_user_id"] is not None
+
+
+async def test_staff_switcher_starts_at_the_top_of_every_tree(world: World) -> None:
+    tops = (await world.staff.get("/api/v1/me/accounts")).json()
+    assert [a["name"] for a in tops] == ["Other", "Root"]  # alphabetical within a level
+    assert all(a["depth"] == 0 for a in tops)
