@@ -148,14 +148,14 @@ async def switcher(ctx: Ctx, q: str | None, limit: int) -> list[dict[str, Any]]:
         granted = await accounts_repository.get_many(ctx.session, scope, [g.account_id for g in scope.grants])
         found.update((a.id, a) for a in granted)
     if scope.whole_provider and not q:
-        # Staff have no accounts of their own: start them at the top of every tree.
-        page = await accounts_repository.list_by_id(
+        # Staff have no accounts of their own: the top of every tree comes first.
+        tops = await accounts_repository.list_by_id(
             ctx.session, scope, AccountFilter(top_level=True), None, limit
         )
-    else:
-        page = await accounts_repository.list_by_path(
-            ctx.session, scope, AccountFilter(q=q or None), None, limit + len(found)
-        )
+        found.update((a.id, a) for a in tops)
+    page = await accounts_repository.list_by_path(
+        ctx.session, scope, AccountFilter(q=q or None), None, limit + len(found)
+    )
     for account in page:
         found.setdefault(account.id, account)
     own = {g.account_id for g in scope.grants}
