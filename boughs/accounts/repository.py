@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -15,7 +14,6 @@ from sqlalchemy import (
     case,
     delete,
     func,
-    insert,
     literal,
     or_,
     select,
@@ -261,17 +259,6 @@ async def audit_event_count(session: AsyncSession, account: Account) -> int:
     return int(result.scalar_one())
 
 
-async def child_counts(session: AsyncSession, provider_id: int, ids: Sequence[int]) -> dict[int, int]:
-    if not ids:
-        return {}
-    result = await session.execute(
-        select(Account.parent_id, func.count())
-        .where(Account.provider_id == provider_id, Account.parent_id.in_(ids))
-        .group_by(Account.parent_id)
-    )
-    return {parent_id: count for parent_id, count in result.all() if parent_id is not None}
-
-
 @dataclass(frozen=True)
 class SubtreeSummary:
     accounts: int
@@ -452,8 +439,3 @@ async def set_status(
             # Accounts already loaded in the session (the one a request answers with) see it.
             .execution_options(synchronize_session="evaluate")
         )
-
-
-async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(insert(Account), rows)

@@ -8,7 +8,6 @@ from datetime import date, datetime
 from typing import Any
 
 from boughs.accounts import inheritance, repository
-from boughs.accounts.inheritance import Inherited
 from boughs.accounts.models import Account, AccountLink, AccountStatus
 from boughs.accounts.repository import AccountFilter, SubtreeSummary
 from boughs.accounts.schemas import AccountCreate, AccountUpdate, RenewRequest
@@ -283,11 +282,6 @@ def effective_of(
             "email": resolved("billing_email"),
         },
     }
-
-
-async def effective_expiry(ctx: Ctx, account: Account) -> Inherited:
-    chain = await repository.chain(ctx.session, account)
-    return inheritance.resolve(chain, "expiry_date")
 
 
 # --- agreements (seed 002) --------------------------------------------------------------

@@ -93,7 +93,7 @@ async def login(public: PublicDep, body: LoginRequest, response: Response) -> Lo
             ctx,
             entity="session",
             entity_id=issued.row.id,
-            action="login",
+            action="logged_in",
             account_id=None,
             after={"expires_at": issued.row.expires_at, "address": public.address},
         )
@@ -111,7 +111,7 @@ async def logout(ctx: CtxDep, request: Request, response: Response) -> None:
         )
     await sessions.end(ctx.session, ctx.actor.session_id, ctx.now())
     await audit.record(
-        ctx, entity="session", entity_id=ctx.actor.session_id, action="logout", account_id=None
+        ctx, entity="session", entity_id=ctx.actor.session_id, action="logged_out", account_id=None
     )
     sessions.clear_cookie(response, request)
 

@@ -128,7 +128,7 @@ async def invite(ctx: Ctx, *, account_id: int, email: str, role: str) -> IssuedI
         ctx,
         entity="invitation",
         entity_id=invitation.id,
-        action="create",
+        action="created",
         account_id=account.id,
         after={"email": email, "role": role, "expires_at": invitation.expires_at},
     )
@@ -236,7 +236,7 @@ async def accept(
             ctx,
             entity="invitation",
             entity_id=row.id,
-            action="accept",
+            action="accepted",
             account_id=row.account_id,
             before={"accepted_at": None},
             after={"accepted_at": now, "accepted_user_id": user.id, "created_user": existing is None},
@@ -246,7 +246,7 @@ async def accept(
                 ctx,
                 entity="user",
                 entity_id=user.id,
-                action="create",
+                action="created",
                 account_id=row.account_id,
                 after={"email": user.email, "name": user.name, "invitation_id": row.id},
             )

@@ -195,7 +195,7 @@ async def create_token_for(ctx: Ctx, user: User, name: str, expires_at: datetime
         ctx,
         entity="api_token",
         entity_id=issued.row.id,
-        action="create",
+        action="created",
         account_id=None,
         after={"name": issued.row.name, "hint": issued.row.hint, "expires_at": expires_at},
     )
@@ -231,7 +231,7 @@ async def revoke_my_token(ctx: Ctx, token_id: int) -> ApiToken:
             ctx,
             entity="api_token",
             entity_id=row.id,
-            action="revoke",
+            action="revoked",
             account_id=None,
             before={"revoked_at": None},
             after={"revoked_at": row.revoked_at},
@@ -260,7 +260,7 @@ async def change_password(ctx: Ctx, current_password: str, new_password: str) ->
         ctx,
         entity="user",
         entity_id=user.id,
-        action="change_password",
+        action="password_changed",
         account_id=None,
         after={"password": "changed"},
     )
@@ -306,7 +306,7 @@ async def create_user_as_staff(
         ctx,
         entity="user",
         entity_id=user.id,
-        action="create",
+        action="created",
         account_id=None,
         after={
             "email": user.email,

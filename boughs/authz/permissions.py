@@ -45,8 +45,6 @@ _STAFF_ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     StaffRole.support: frozenset({Permission.read}),
 }
 
-ROLE_RANK = {AccountRole.viewer: 0, AccountRole.technical: 1, AccountRole.billing: 1, AccountRole.admin: 2}
-
 
 def for_account_roles(roles: frozenset[str]) -> frozenset[Permission]:
     granted: set[Permission] = set()
@@ -57,10 +55,3 @@ def for_account_roles(roles: frozenset[str]) -> frozenset[Permission]:
 
 def for_staff_role(role: str) -> frozenset[Permission]:
     return _STAFF_ROLE_PERMISSIONS.get(role, frozenset())
-
-
-def may_grant(granter_roles: frozenset[str], role: str) -> bool:
-    """Only account admins manage members, and nobody grants more than it holds."""
-    return AccountRole.admin in granter_roles or (
-        role in granter_roles and ROLE_RANK[AccountRole(role)] < ROLE_RANK[AccountRole.admin]
-    )

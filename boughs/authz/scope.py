@@ -49,10 +49,6 @@ class Scope:
     grants: tuple[Grant, ...] = field(default_factory=tuple)
     limits: tuple[Limit, ...] = field(default_factory=tuple)
 
-    @property
-    def subtree_paths(self) -> tuple[str, ...]:
-        return tuple(g.path for g in self.grants)
-
     def roles_at(self, path: str) -> frozenset[str]:
         """The account roles that reach the account at ``path``, after parent_access."""
         roles: set[str] = set()

@@ -74,7 +74,7 @@ async def test_invite_composes_logs_and_audits(
             .scalars()
             .all()
         )
-    assert [(e.action, e.account_id, e.entity_id) for e in events] == [("create", account_id, str(row.id))]
+    assert [(e.action, e.account_id, e.entity_id) for e in events] == [("created", account_id, str(row.id))]
     assert token not in str(events[0].after)
 
 
@@ -154,7 +154,7 @@ async def test_accept_creates_the_user_and_membership_once(
         )
         assert [u.name for u in users] == ["New Bie"]
         events = (
-            (await session.execute(select(AuditEvent).where(AuditEvent.action == "accept"))).scalars().all()
+            (await session.execute(select(AuditEvent).where(AuditEvent.action == "accepted"))).scalars().all()
         )
         assert len(events) == 1 and events[0].actor_user_id == body["user_id"]
 

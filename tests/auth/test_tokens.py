@@ -73,7 +73,7 @@ async def test_revoked_token_gets_401(
             .scalars()
             .all()
         )
-        assert [e.action for e in events] == ["revoke"]
+        assert [e.action for e in events] == ["revoked"]
 
 
 async def test_cannot_revoke_someone_elses_token(
@@ -182,7 +182,7 @@ async def test_password_change(anon: httpx.AsyncClient, make_user: MakeUser, db:
     assert new.status_code == 201
     async with db.transaction(write=False) as session:
         events = (
-            (await session.execute(select(AuditEvent).where(AuditEvent.action == "change_password")))
+            (await session.execute(select(AuditEvent).where(AuditEvent.action == "password_changed")))
             .scalars()
             .all()
         )

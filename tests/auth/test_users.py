@@ -39,7 +39,7 @@ async def test_owner_creates_any_staff_role_and_it_is_audited(
             (await session.execute(select(AuditEvent).where(AuditEvent.entity == "user"))).scalars().all()
         )
     assert [(e.action, e.entity_id, e.after["staff_role"]) for e in events] == [
-        ("create", str(body["id"]), "owner")
+        ("created", str(body["id"]), "owner")
     ]
     assert PASSWORD not in str(events[0].after)
 
