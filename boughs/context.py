@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from boughs.auth.actor import Actor
 from boughs.db import AfterCommit, after_commit
 from boughs.kit.clock import Clock
+from boughs.kit.secrets import SecretBox, default_box
 
 
 @dataclass
@@ -21,6 +22,8 @@ class Ctx:
     request_id: str | None = None
     acting_account_id: int | None = None
     cache: dict[str, Any] = field(default_factory=dict)
+    # Seals subscriber secrets with this installation's key.
+    secrets: SecretBox = field(default_factory=default_box)
 
     @property
     def provider_id(self) -> int:

@@ -17,6 +17,7 @@ from boughs.db import Database
 from boughs.idempotency import service as idempotency
 from boughs.kit.clock import Clock
 from boughs.kit.errors import Unauthorized
+from boughs.kit.secrets import box_for
 from boughs.middleware import request_id_var
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -84,6 +85,7 @@ async def unit_of_work(request: Request) -> AsyncIterator[Ctx]:
             actor=actor,
             request_id=request_id_var.get(),
             acting_account_id=_acting_account(request),
+            secrets=box_for(request.app.state.settings.secret_key),
         )
         if write:
             request.state.idempotency = await idempotency.begin(request, ctx)

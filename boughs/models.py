@@ -3,11 +3,19 @@
 from boughs.accounts.models import Account, AccountLink
 from boughs.audit.models import AuditEvent
 from boughs.auth.models import ApiToken, Invitation, LoginFailure, User, UserSession
+from boughs.catalog.models import IpPool, Offer, Plan, Port, Router
 from boughs.db import Base
 from boughs.idempotency.models import IdempotencyKey
 from boughs.jobs.models import Job, Schedule
 from boughs.memberships.models import Membership
 from boughs.providers.models import Provider
+from boughs.services.models import (
+    Service,
+    ServiceDiscount,
+    ServicePlanChange,
+    ServiceScheduledChange,
+    ServiceStatusChange,
+)
 
 # Ids are never reused: history (parent links, audit events, billed periods) names
 # accounts and users by id long after they are deleted, so SQLite must not hand a
@@ -23,11 +31,21 @@ __all__ = [
     "Base",
     "IdempotencyKey",
     "Invitation",
+    "IpPool",
     "Job",
     "LoginFailure",
     "Membership",
+    "Offer",
+    "Plan",
+    "Port",
     "Provider",
+    "Router",
     "Schedule",
+    "Service",
+    "ServiceDiscount",
+    "ServicePlanChange",
+    "ServiceScheduledChange",
+    "ServiceStatusChange",
     "User",
     "UserSession",
 ]

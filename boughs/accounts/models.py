@@ -90,6 +90,8 @@ class Account(Base):
     aup_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     aup_accepted_by: Mapped[int | None] = mapped_column(BigId, nullable=True)
     aup_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # The password a service without its own uses (seed 004), sealed with kit.secrets.
+    service_password_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -34,6 +34,7 @@ from boughs.db import Database
 from boughs.jobs import registry, repository
 from boughs.jobs.models import Job, JobStatus, Schedule
 from boughs.kit.clock import Clock, SystemClock
+from boughs.kit.secrets import box_for
 from boughs.providers import repository as providers
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class JobRun:
                 clock=self.runtime.clock,
                 actor=Actor.system(self.job.provider_id, self.job.kind),
                 request_id=f"job-{self.job.id}",
+                secrets=box_for(self.runtime.settings.secret_key),
             )
 
     async def progress(self, done: int, total: int | None = None) -> None:
