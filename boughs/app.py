@@ -12,6 +12,7 @@ from boughs import __version__
 from boughs.accounts.api import router as accounts_router
 from boughs.audit.api import router as audit_router
 from boughs.auth.api import router as auth_router
+from boughs.catalog.api import router as catalog_router
 from boughs.config import Settings, get_settings
 from boughs.db import Database
 from boughs.jobs.api import router as jobs_router
@@ -19,6 +20,9 @@ from boughs.kit.clock import Clock, SystemClock
 from boughs.memberships.api import router as memberships_router
 from boughs.middleware import RequestIdMiddleware, install_error_handlers
 from boughs.schema import ensure_current
+from boughs.services.api import router as services_router
+from boughs.services.changes_api import router as service_changes_router
+from boughs.services.connections_api import router as connections_router
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +34,12 @@ def api_router() -> APIRouter:
     router.include_router(accounts_router)
     router.include_router(audit_router)
     router.include_router(auth_router)
+    router.include_router(catalog_router)
+    router.include_router(connections_router)
     router.include_router(jobs_router)
     router.include_router(memberships_router)
+    router.include_router(services_router)
+    router.include_router(service_changes_router)
     return router
 
 

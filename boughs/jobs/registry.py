@@ -20,7 +20,12 @@ class Periodic:
     every: timedelta
 
 
-TASK_MODULES = ("boughs.accounts.tasks", "boughs.idempotency.tasks", "boughs.jobs.tasks")
+TASK_MODULES = (
+    "boughs.accounts.tasks",
+    "boughs.idempotency.tasks",
+    "boughs.jobs.tasks",
+    "boughs.services.tasks",
+)
 HANDLERS: dict[str, Handler] = {}
 PERIODIC: dict[str, Periodic] = {}
 

@@ -488,6 +488,10 @@ MATRIX: dict[tuple[str, str], tuple[Case, ...]] = {
         Case("start", provider_admins, fixed("/jobs", lambda w: {"kind": "accounts.expiry_sweep"}), SELF),
     ),
     ("GET", "/jobs/{job_id}"): (Case("a job", job_reads, job, ("provider_job", "own_job")),),
+    # catalog
+    # services
+    # service lifecycle and changes
+    # child connections
 }
 
 

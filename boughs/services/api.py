@@ -1,0 +1,7 @@
+"""Services of accounts: options, discounts, status."""
+
+from __future__ import annotations
+
+from boughs.deps import domain_router
+
+router = domain_router("", "services")
