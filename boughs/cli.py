@@ -317,8 +317,11 @@ def demo(
         console.print("Created the demo provider.")
     if report.admin_created:
         console.print(f"Created the demo admin {report.admin_email}.")
-    if report.accounts_created:
+    catalog = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in report.catalog_created.items() if n)
+    if report.accounts_created or catalog:
         console.print(f"Loaded {report.accounts_created} of the {report.accounts_total} demo accounts.")
+        if catalog:
+            console.print(f"Loaded the demo catalog and services: {catalog}.")
     else:
         console.print(f"The {report.accounts_total} demo accounts are already loaded; nothing changed.")
     console.print(f"Demo admin login: {report.admin_email} / {report.admin_password}", soft_wrap=True)

@@ -26,6 +26,7 @@ from boughs.auth.actor import Actor, StaffRole
 from boughs.auth.passwords import verify_password
 from boughs.context import Ctx
 from boughs.db import Database
+from boughs.demo_catalog import load_catalog
 from boughs.kit.clock import Clock, local_date
 from boughs.providers import repository as providers
 
@@ -173,6 +174,8 @@ class DemoReport:
     admin_password_works: bool
     accounts_created: int
     accounts_total: int
+    # plans, offers, routers, ip_pools, ports, services → how many this load created
+    catalog_created: dict[str, int]
 
 
 async def is_foreign_install(db: Database) -> bool:
@@ -210,7 +213,8 @@ async def load_demo(db: Database, clock: Clock) -> DemoReport:
                 staff_role=admin.staff_role or StaffRole.owner.value,
             ),
         )
-        created = await _load_accounts(ctx)
+        created, ids = await _load_accounts(ctx)
+        catalog_created = await load_catalog(ctx, ids)
         return DemoReport(
             provider_id=admin.provider_id,
             provider_created=provider_created,
@@ -220,10 +224,11 @@ async def load_demo(db: Database, clock: Clock) -> DemoReport:
             admin_password_works=verify_password(admin.password_hash, DEMO_ADMIN_PASSWORD),
             accounts_created=created,
             accounts_total=len(DEMO_ACCOUNTS),
+            catalog_created=catalog_created,
         )
 
 
-async def _load_accounts(ctx: Ctx) -> int:
+async def _load_accounts(ctx: Ctx) -> tuple[int, dict[str, int]]:
     provider = await providers.get(ctx.session, ctx.provider_id)
     today = local_date(ctx.now(), provider.default_timezone)
     ids: dict[str, int] = {}
@@ -246,4 +251,4 @@ async def _load_accounts(ctx: Ctx) -> int:
         )
         ids[spec.external_id] = account.id
         created += 1
-    return created
+    return created, ids

@@ -155,3 +155,30 @@ async def test_demo_fills_in_what_is_missing(db: Database, clock: FrozenClock, c
     assert report.accounts_created == 1
     restored = await demo_accounts(db)
     assert restored["demo-iot-agritrack"].parent_id == accounts["demo-iot"].id
+
+
+async def test_demo_catalog_and_services_load_once(db: Database, clock: FrozenClock) -> None:
+    from boughs.catalog.models import IpPool, Offer, Plan, Port, Router
+    from boughs.demo_catalog import DEMO_PLANS, DEMO_SERVICES
+    from boughs.services.models import Service
+
+    first = await load_demo(db, clock)
+    assert first.catalog_created["plans"] == len(DEMO_PLANS)
+    assert first.catalog_created["services"] == len(DEMO_SERVICES)
+    async with db.transaction(write=False) as session:
+        services = (await session.execute(select(Service))).scalars().all()
+        by_login = {s.login: s for s in services if s.login}
+        duo = (await session.execute(select(Plan).where(Plan.name == "Hotspot Duo"))).scalar_one()
+    assert all(s.status == "active" for s in services)
+    # Every common MAC notation ends up in one form; permanent addresses come from allowed pools.
+    assert by_login["contoso-north-reception"].mac_addresses == ["a4:83:e7:12:9c:01", "a4:83:e7:12:9c:02"]
+    assert by_login["contoso-north-reception"].plan_id == duo.id and duo.device_allowance == 2
+    assert by_login["fabrikam-downtown"].ipv4_address == "198.51.100.5"  # the MSP's shared pool
+
+    again = await load_demo(db, clock)
+    assert not any(again.catalog_created.values())
+    async with db.transaction(write=False) as session:
+        for model, expected in ((Service, len(DEMO_SERVICES)), (Plan, len(DEMO_PLANS))):
+            assert (await session.execute(select(func.count()).select_from(model))).scalar_one() == expected
+        for model in (Offer, Router, IpPool, Port):
+            assert (await session.execute(select(func.count()).select_from(model))).scalar_one() > 0

@@ -7,6 +7,7 @@ from zoneinfo import available_timezones
 from pydantic import EmailStr, Field, field_validator
 
 from boughs.accounts.models import AccountStatus, InvoiceMode, ParentAccess
+from boughs.catalog.schemas import OfferSummary
 from boughs.kit.periods import Period
 from boughs.kit.schema import Input, Output
 
@@ -201,6 +202,7 @@ class EffectiveOut(Output):
     currency: InheritedValue
     billing_details: BillingDetails
     agreements: AgreementsOut
+    offers: list[OfferSummary] = []
 
 
 class SubtreeSummaryOut(Output):

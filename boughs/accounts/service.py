@@ -22,6 +22,8 @@ from boughs.kit.paths import child_path, ids_of
 from boughs.kit.periods import add_period
 from boughs.providers import repository as providers
 from boughs.providers.models import Provider
+from boughs.services import lifecycle
+from boughs.services import repository as services_repository
 
 ENTITY = "account"
 # Attributes an audit event shows; internal bookkeeping (path, root) is left out.
@@ -259,12 +261,19 @@ async def links(ctx: Ctx, account_id: int) -> list[AccountLink]:
 
 
 async def effective(ctx: Ctx, account_id: int) -> dict[str, Any]:
+    from boughs.catalog import service as catalog
+
     found = await _chain(ctx, account_id)
-    return effective_of(found.accounts, found.provider_timezone, found.provider_currency, ctx.now())
+    offers = await catalog.offers_of(ctx, found.accounts)
+    return effective_of(found.accounts, found.provider_timezone, found.provider_currency, ctx.now(), offers)
 
 
 def effective_of(
-    chain: Sequence[Account], provider_timezone: str, provider_currency: str, now: datetime
+    chain: Sequence[Account],
+    provider_timezone: str,
+    provider_currency: str,
+    now: datetime,
+    offers: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     def resolved(attribute: str, default: Any = None) -> dict[str, Any]:
         return inheritance.resolve(chain, attribute, default).as_dict()
@@ -281,6 +290,8 @@ def effective_of(
             "tax_id": resolved("billing_tax_id"),
             "email": resolved("billing_email"),
         },
+        # Plans the account may take: public, or offered to it or an ancestor.
+        "offers": list(offers),
     }
 
 
@@ -388,6 +399,8 @@ async def move(ctx: Ctx, account_id: int, parent_id: int | None) -> Account:
     # The subtree now inherits another expiry and timezone: what the sweep expired may be live again.
     if await repository.has_status_in_subtree(ctx.session, account, AccountStatus.expired.value):
         await _restore_unexpired(ctx, account)
+    # Under other ancestors, the subtree may be blocked or unblocked.
+    await lifecycle.reconcile_subtree(ctx, account.path)
     return account
 
 
@@ -400,9 +413,11 @@ async def deletion_report(ctx: Ctx, account_id: int) -> dict[str, Any]:
     history = await repository.links(ctx.session, ctx.provider_id, account.id)
     # Its audit trail stays, and so does the event that records the deletion.
     audit_events = await repository.audit_event_count(ctx.session, account) + 1
+    # Its services go with it (ON DELETE CASCADE), their history and discounts too.
+    services = await services_repository.count_on_account(ctx.session, ctx.provider_id, account.id)
     return {
         "account_id": account.id,
-        "removed": {"accounts": 1, "parent_links": len(history)},
+        "removed": {"accounts": 1, "parent_links": len(history), "services": services},
         "kept": {"audit_events": audit_events},
         "refused_because": refused,
     }
@@ -529,6 +544,8 @@ async def _change_status(ctx: Ctx, account_id: int, action: str, reason: str) ->
         account.status = (AccountStatus.expired if expired else AccountStatus.active).value
     account.updated_at = ctx.now()
     await ctx.session.flush()
+    # Suspending or cancelling blocks the whole subtree; the services follow.
+    await lifecycle.reconcile_subtree(ctx, account.path)
     await audit.record(
         ctx, entity=ENTITY, entity_id=account.id, action=action, account_id=account.id,
         before={"status": before}, after={"status": account.status, "reason": reason},
@@ -599,6 +616,8 @@ async def _set_statuses(
 ) -> None:
     """Many accounts change status at once, each with its own audit event."""
     await repository.set_status(ctx.session, ctx.provider_id, ids, after.value, ctx.now())
+    # Expiry blocks only the account itself (descendants that inherit it expire on their own).
+    await lifecycle.reconcile_accounts(ctx, ids)
     await audit.record_many(
         ctx,
         [

@@ -45,6 +45,8 @@ class StatusReason(StrEnum):
     waiting = "waiting"  # pending until another service activates
     scheduled = "scheduled"  # a scheduled change set it
     activated_with = "activated_with"  # the service it waited on activated
+    cap_reset = "cap_reset"  # a new period began after the data cap disabled it
+    top_up = "top_up"  # a top-up lifted the data cap
 
 
 class Ipv4Mode(StrEnum):

@@ -390,6 +390,7 @@ async def test_effective_values_and_sources(client: httpx.AsyncClient) -> None:
     )
     leaf = await create(client, "Leaf", parent_id=mid["id"], billing_tax_id="FR999")
     eff = await effective(client, leaf["id"])
+    assert eff.pop("offers") == []  # no plans yet: tests/catalog covers them
     assert eff.pop("agreements") == {
         "msa_accepted_at": None, "msa_accepted_by": None, "msa_version": None,
         "aup_accepted_at": None, "aup_accepted_by": None, "aup_version": None, "complete": False,
@@ -776,7 +777,7 @@ async def test_delete_refused_while_it_has_children(client: httpx.AsyncClient, d
     preview = (await client.get(f"{API}/{child['id']}/deletion")).json()
     assert preview == {
         "account_id": child["id"],
-        "removed": {"accounts": 1, "parent_links": 1},
+        "removed": {"accounts": 1, "parent_links": 1, "services": 0},
         "kept": {"audit_events": 2},  # "created", and the "deleted" to come
         "refused_because": [],
     }
@@ -804,7 +805,7 @@ async def test_delete_leaf_with_history(client: httpx.AsyncClient, db: Database,
     await post(client, f"{API}/{leaf['id']}/move", {"parent_id": second["id"]})
     await post(client, f"{API}/{leaf['id']}/suspend")
     preview = (await client.get(f"{API}/{leaf['id']}/deletion")).json()
-    assert preview["removed"] == {"accounts": 1, "parent_links": 2}
+    assert preview["removed"] == {"accounts": 1, "parent_links": 2, "services": 0}
     assert preview["kept"] == {"audit_events": 4}
     r = await client.delete(f"{API}/{leaf['id']}")
     assert r.status_code == 200, r.text

@@ -20,12 +20,17 @@ from boughs.auth import service as auth
 from boughs.auth.actor import Actor, StaffRole
 from boughs.auth.invitations import LINK_PREFIX, invite
 from boughs.auth.models import User
+from boughs.catalog.models import Plan, PlanKind
 from boughs.context import Ctx
 from boughs.db import Database
 from boughs.jobs import service as jobs
 from boughs.kit.clock import FrozenClock
 from boughs.memberships import repository as memberships
 from boughs.memberships.models import Membership
+from boughs.services import repository as services_repository
+from boughs.services import service as services
+from boughs.services.models import ServiceDiscount
+from boughs.services.schemas import ServiceCreate
 from tests.conftest import Tenant, make_tenant
 
 A, B = "A", "B"  # the tenant under test and another provider
@@ -89,6 +94,7 @@ ACTORS: dict[str, ActorSpec] = {
         targets=_targets("Child", "Grandchild", "Parent", "Sibling", "OtherTree", "Foreign"),
     ),
     "billing": ActorSpec(A, grant=("Parent", "billing"), targets=FROM_PARENT),
+    "technical": ActorSpec(A, grant=("Parent", "technical"), targets=FROM_PARENT),
     "viewer": ActorSpec(A, grant=("Parent", "viewer"), targets=FROM_PARENT),
     "sibling_admin": ActorSpec(
         A,
@@ -139,6 +145,9 @@ class World:
     tokens: dict[str, str | None]
     user_ids: dict[str, int]
     bystanders: dict[str, int]  # provider → a user with no role, for memberships and tokens
+    # A public internet plan of each provider, and one service (with its own login) per account.
+    plan_ids: dict[str, int] = field(default_factory=dict)
+    service_ids: dict[str, int] = field(default_factory=dict)
     password_user: str | None = None
     _emails: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -170,6 +179,25 @@ class World:
             session.add(row)
             await session.flush()
             return row.id
+
+    async def discount_on(self, account: str) -> int:
+        """A discount on the account's service (made once, reused until deleted)."""
+        provider = ACCOUNTS[account].provider
+        async with self.db.transaction() as session:
+            ctx = self.staff_ctx(session, provider)
+            service_id = self.service_ids[account]
+            found = await services_repository.discounts_of(session, ctx.provider_id, [service_id])
+            if found[service_id]:
+                return found[service_id][0].id
+            session.add(
+                ServiceDiscount(
+                    provider_id=ctx.provider_id, service_id=service_id, percent_bp=1000,
+                    start_date=self.clock.now().date(), created_at=self.clock.now(),
+                )
+            )  # fmt: skip
+            await session.flush()
+            found = await services_repository.discounts_of(session, ctx.provider_id, [service_id])
+            return found[service_id][0].id
 
     async def fresh_token_of(self, user_id: int) -> int:
         async with self.db.transaction() as session:
@@ -226,9 +254,25 @@ async def build_world(db: Database, clock: FrozenClock, tenant: Tenant) -> World
         for name, spec in ACCOUNTS.items():
             parent_id = world.ids[spec.parent] if spec.parent else None
             body = AccountCreate(
-                name=name, parent_id=parent_id, features={"subaccounts": True} if spec.subaccounts else {}
+                name=name,
+                parent_id=parent_id,
+                features={"subaccounts": True} if spec.subaccounts else {},
+                preaccept_agreements=True,
             )
             world.ids[name] = (await accounts.create(ctxs[spec.provider], body)).id
+        for provider, ctx in ctxs.items():
+            plan = Plan(
+                provider_id=ctx.provider_id, kind=PlanKind.internet.value, name=f"Matrix internet {n}",
+                price_amount=2_000, currency="USD", pay_period="month", public=True,
+                created_at=clock.now(), updated_at=clock.now(),
+            )  # fmt: skip
+            session.add(plan)
+            await session.flush()
+            world.plan_ids[provider] = plan.id
+        for name, spec in ACCOUNTS.items():
+            data = ServiceCreate(plan_id=world.plan_ids[spec.provider], login=f"{name.lower()}-{n}")
+            service = await services.create(ctxs[spec.provider], world.ids[name], data)
+            world.service_ids[name] = service.id
 
         owner = await session.get(User, tenant.owner_id)
         assert owner is not None

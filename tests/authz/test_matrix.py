@@ -42,7 +42,10 @@ from tests.authz.matrix_world import (
     build_world,
     has_children,
 )
+from tests.catalog import matrix_cases as catalog
 from tests.conftest import Tenant
+from tests.services import lifecycle_matrix_cases as lifecycle
+from tests.services import services_matrix_cases as services
 
 API = "/api/v1"
 MISSING = 987_654_321
@@ -51,7 +54,8 @@ PROBLEM_JSON = "application/problem+json"
 # --- what each role may do (the README's table) ----------------------------------------
 
 READ, ACCOUNTS_, MEMBERS, BILLING, PROVIDER = "read", "accounts", "members", "billing", "provider"
-EVERYTHING = frozenset({READ, ACCOUNTS_, MEMBERS, BILLING, PROVIDER})
+SERVICES = "services"
+EVERYTHING = frozenset({READ, ACCOUNTS_, MEMBERS, BILLING, SERVICES, PROVIDER})
 STAFF_MAY = {
     "owner": EVERYTHING,
     "admin": EVERYTHING,
@@ -59,9 +63,9 @@ STAFF_MAY = {
     "support": frozenset({READ}),
 }
 MEMBER_MAY = {
-    "admin": frozenset({READ, ACCOUNTS_, MEMBERS, BILLING}),
+    "admin": frozenset({READ, ACCOUNTS_, MEMBERS, BILLING, SERVICES}),
     "billing": frozenset({READ, BILLING}),
-    "technical": frozenset({READ}),
+    "technical": frozenset({READ, SERVICES}),
     "viewer": frozenset({READ}),
 }
 
@@ -390,6 +394,85 @@ def with_query(path: str, param: str) -> Fill:
     return fill
 
 
+# --- child connections: the target is the parent; the connection acted on is its first child ---
+
+
+def first_child(name: str | None) -> str | None:
+    return next((n for n, spec in ACCOUNTS.items() if spec.parent == name), None)
+
+
+def on_connection(rule: Rule) -> Rule:
+    """A rule about the target's first child connection; a target without children answers 404."""
+
+    @authenticated
+    def checked(actor: ActorSpec, target: str | None) -> Expect:
+        assert target is not None
+        if not in_scope(actor, target):
+            return HIDDEN
+        if first_child(target) is None:
+            return Expect(404)
+        return rule(actor, target)
+
+    checked.__name__ = f"connection_{rule.__name__}"
+    return checked
+
+
+@authenticated
+def create_connection(actor: ActorSpec, target: str | None) -> Expect:
+    """The parent is in the path; a child of it is made as POST /accounts would make one."""
+    assert target is not None
+    if not in_scope(actor, target):
+        return HIDDEN
+    if not may(actor, target, ACCOUNTS_):
+        return FORBIDDEN
+    if not actor.staff_role and not ACCOUNTS[target].subaccounts:
+        return FORBIDDEN  # the subaccounts feature is off
+    return OK
+
+
+def on_child_connection(suffix: str = "", body: Any = None) -> Fill:
+    async def fill(world: World, actor: str, account_id: int | None) -> Request:
+        by_id = {v: k for k, v in world.ids.items()}
+        child = first_child(by_id[account_id]) if account_id else None
+        child_id = world.ids[child] if child else MISSING
+        return Request(f"{API}/accounts/{account_id or MISSING}/child-connections/{child_id}{suffix}", body)
+
+    return fill
+
+
+async def new_connection(world: World, actor: str, account_id: int | None) -> Request:
+    """A connection form on the public internet plan of the actor's provider."""
+    body = {
+        "label": "Matrix connection",
+        "username": world.email("login"),
+        "password": PASSWORD,
+        "plan_id": world.plan_ids[ACTORS[actor].provider],
+        "invoice_mode": "with_parent",
+    }
+    return Request(f"{API}/accounts/{account_id or MISSING}/child-connections", body)
+
+
+def connection_rows(
+    world: World, actor: ActorSpec, target: str | None, response: httpx.Response
+) -> str | None:
+    """The target's Connections list: exactly its children, each once."""
+    by_id = {v: k for k, v in world.ids.items()}
+    seen = [by_id.get(item["account_id"], str(item["account_id"])) for item in response.json()["items"]]
+    want = {n for n, spec in ACCOUNTS.items() if spec.parent == target}
+    return None if sorted(seen) == sorted(want) else f"listed {sorted(seen)}, expected {sorted(want)}"
+
+
+def dual_device_rows(
+    world: World, actor: ActorSpec, target: str | None, response: httpx.Response
+) -> str | None:
+    """kind=children lists exactly the accounts in scope with a child in scope, and nothing else."""
+    by_id = {v: k for k, v in world.ids.items()}
+    seen = {by_id.get(item["account_id"], str(item["account_id"])) for item in response.json()["items"]}
+    visible = scope_names(actor)
+    want = {n for n in visible if any(ACCOUNTS[k].parent == n for k in visible)}
+    return None if seen == want else f"listed {sorted(seen)}, expected {sorted(want)}"
+
+
 SELF = ("self",)
 STATUS = {"reason": "matrix"}
 
@@ -489,9 +572,155 @@ MATRIX: dict[tuple[str, str], tuple[Case, ...]] = {
     ),
     ("GET", "/jobs/{job_id}"): (Case("a job", job_reads, job, ("provider_job", "own_job")),),
     # catalog
+    ("GET", "/plans"): (Case("list", anyone_signed_in, fixed("/plans"), SELF),),
+    ("POST", "/plans"): (Case("create", provider_admins, fixed("/plans", catalog.new_plan), SELF),),
+    ("GET", "/plans/{plan_id}"): (Case("offered to the target", catalog.plan_read, catalog.plan_offered()),),
+    ("PATCH", "/plans/{plan_id}"): (
+        Case("offered to the target", catalog.plan_write, catalog.plan_offered(body={"description": "m"})),
+    ),
+    ("DELETE", "/plans/{plan_id}"): (
+        Case("offered to the target", catalog.plan_write, catalog.plan_offered()),
+    ),
+    ("GET", "/plans/{plan_id}/offers"): (
+        Case("offered to the target", catalog.plan_read, catalog.plan_offered("/offers")),
+    ),
+    ("POST", "/plans/{plan_id}/offers"): (
+        Case("pass on the parent's plan", catalog.offer_create, catalog.offer_to_target),
+    ),
+    ("DELETE", "/plans/{plan_id}/offers/{account_id}"): (
+        Case("withdraw from the target", catalog.offer_delete, catalog.withdraw_from_target),
+    ),
+    ("GET", "/routers"): (Case("list", anyone_signed_in, fixed("/routers"), SELF),),
+    ("POST", "/routers"): (Case("create", provider_admins, fixed("/routers", catalog.new_router), SELF),),
+    ("GET", "/routers/{router_id}"): (Case("get", catalog.router_read, catalog.router(), SELF),),
+    ("PATCH", "/routers/{router_id}"): (
+        Case("edit", catalog.router_write, catalog.router(body={"description": "m"}), SELF),
+    ),
+    ("DELETE", "/routers/{router_id}"): (Case("delete", catalog.router_write, catalog.router(), SELF),),
+    ("POST", "/routers/{router_id}/reveal-secret"): (
+        Case("reveal", catalog.router_write, catalog.router("/reveal-secret"), SELF),
+    ),
+    ("GET", "/ip-pools"): (Case("list", anyone_signed_in, fixed("/ip-pools"), SELF),),
+    ("POST", "/ip-pools"): (Case("owned by the target", catalog.owned_create, catalog.create_owned("pool")),),
+    ("GET", "/ip-pools/{pool_id}"): (Case("owned by the target", catalog.owned_read, catalog.owned("pool")),),
+    ("PATCH", "/ip-pools/{pool_id}"): (
+        Case(
+            "owned by the target",
+            catalog.owned_write,
+            catalog.owned("pool", {"shared_with_descendants": False}),
+        ),
+    ),
+    ("DELETE", "/ip-pools/{pool_id}"): (
+        Case("owned by the target", catalog.owned_write, catalog.owned("pool")),
+    ),
+    ("GET", "/ports"): (Case("list", anyone_signed_in, fixed("/ports"), SELF),),
+    ("POST", "/ports"): (Case("owned by the target", catalog.owned_create, catalog.create_owned("port")),),
+    ("GET", "/ports/{port_id}"): (Case("owned by the target", catalog.owned_read, catalog.owned("port")),),
+    ("PATCH", "/ports/{port_id}"): (
+        Case("owned by the target", catalog.owned_write, catalog.owned("port", {"location": "m"})),
+    ),
+    ("DELETE", "/ports/{port_id}"): (
+        Case("owned by the target", catalog.owned_write, catalog.owned("port")),
+    ),
     # services
+    ("POST", "/accounts/{account_id}/services"): (Case("add", write(SERVICES), services.new_service),),
+    ("GET", "/accounts/{account_id}/services"): (
+        Case("list", read, on_account("/services"), check=services.lists_services(services.only_target)),
+    ),
+    ("GET", "/services"): (
+        Case("list", anyone_signed_in, fixed("/services"), SELF, check=services.lists_services(everything)),
+        Case(
+            "by account",
+            anyone_signed_in,
+            with_query("/services", "account_id"),
+            check=services.lists_services(services.only_target),
+        ),
+    ),
+    ("GET", "/services/{service_id}"): (Case("get", read, services.on_service()),),
+    ("PATCH", "/services/{service_id}"): (
+        Case("description", write(SERVICES), services.on_service(body={"description": "matrix"})),
+    ),
+    ("DELETE", "/services/{service_id}"): (
+        Case("delete", write(SERVICES), services.on_service(), destructive=True),
+    ),
+    ("POST", "/services/{service_id}/status"): (
+        Case("stop", write(SERVICES), services.on_service("/status", {"status": "stopped", "note": "m"})),
+    ),
+    ("GET", "/services/{service_id}/status-history"): (
+        Case("history", read, services.on_service("/status-history")),
+    ),
+    ("GET", "/services/{service_id}/discounts"): (Case("list", read, services.on_service("/discounts")),),
+    ("POST", "/services/{service_id}/discounts"): (
+        Case("add", write(SERVICES), services.on_service("/discounts", {"percent": 5})),
+    ),
+    ("DELETE", "/services/{service_id}/discounts/{discount_id}"): (
+        Case("remove", write(SERVICES), services.on_discount),
+    ),
+    ("POST", "/services/{service_id}/reveal-password"): (
+        Case("reveal", write(SERVICES), services.on_service("/reveal-password")),
+    ),
+    ("PUT", "/accounts/{account_id}/service-password"): (
+        Case("set", write(SERVICES), on_account("/service-password", {"password": "matrix-Pass-1"})),
+    ),
     # service lifecycle and changes
+    ("POST", "/services/{service_id}/change-plan"): (
+        Case("same plan, new price", write(SERVICES), lifecycle.change_plan),
+    ),
+    ("GET", "/services/{service_id}/scheduled-changes"): (
+        Case("list", read, services.on_service("/scheduled-changes")),
+    ),
+    ("POST", "/services/{service_id}/scheduled-changes"): (
+        Case(
+            "quantity",
+            write(SERVICES),
+            services.on_service("/scheduled-changes", {"effective_date": "2026-03-01", "quantity": 2}),
+        ),
+    ),
+    ("DELETE", "/services/{service_id}/scheduled-changes/{change_id}"): (
+        Case("cancel", write(SERVICES), lifecycle.cancel_scheduled),
+    ),
+    # The matrix plan has no data cap and its services are active: 409 is the domain's answer.
+    ("POST", "/services/{service_id}/cap-reached"): (
+        Case("cap", write(SERVICES), services.on_service("/cap-reached")),
+    ),
+    ("POST", "/services/{service_id}/top-up"): (
+        Case("top up", write(SERVICES), services.on_service("/top-up")),
+    ),
     # child connections
+    ("POST", "/accounts/{account_id}/child-connections"): (
+        Case("create", create_connection, new_connection),
+    ),
+    ("GET", "/accounts/{account_id}/child-connections"): (
+        Case("list", read, on_account("/child-connections"), check=connection_rows),
+    ),
+    ("GET", "/accounts/{account_id}/child-connections/{child_id}"): (
+        Case("get", on_connection(read), on_child_connection()),
+    ),
+    ("PATCH", "/accounts/{account_id}/child-connections/{child_id}"): (
+        Case("label", on_connection(write(ACCOUNTS_)), on_child_connection(body={"label": "Matrix"})),
+    ),
+    ("POST", "/accounts/{account_id}/child-connections/{child_id}/suspend"): (
+        Case("suspend", on_connection(write(ACCOUNTS_)), on_child_connection("/suspend", STATUS)),
+    ),
+    ("POST", "/accounts/{account_id}/child-connections/{child_id}/unsuspend"): (
+        Case("unsuspend", on_connection(write(ACCOUNTS_)), on_child_connection("/unsuspend", STATUS)),
+    ),
+    ("GET", "/accounts/{account_id}/child-connections/{child_id}/deletion"): (
+        Case("preview", on_connection(read), on_child_connection("/deletion")),
+    ),
+    ("DELETE", "/accounts/{account_id}/child-connections/{child_id}"): (
+        Case("delete", on_connection(write(ACCOUNTS_)), on_child_connection(), destructive=True),
+    ),
+    ("GET", "/dual-device-users"): (
+        Case(
+            "children",
+            anyone_signed_in,
+            fixed("/dual-device-users?kind=children"),
+            SELF,
+            check=dual_device_rows,
+        ),
+        Case("all", anyone_signed_in, fixed("/dual-device-users"), SELF),
+    ),
 }
 
 
