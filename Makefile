@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(BIN)/boughs serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check boughs tests migrations benchmarks

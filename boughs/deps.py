@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.routing import APIRoute
 from sqlalchemy import update
 
@@ -17,10 +17,17 @@ from boughs.db import Database
 from boughs.idempotency import service as idempotency
 from boughs.kit.clock import Clock
 from boughs.kit.errors import Unauthorized
+from boughs.kit.pagination import MAX_LIMIT
 from boughs.kit.secrets import box_for
+from boughs.kit.types import MAX_ID
 from boughs.middleware import request_id_var
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# Query parameters every list shares.
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Rows per page.")]
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page.")]
+IdFilter = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 
 def _bearer(request: Request) -> str:

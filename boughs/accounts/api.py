@@ -6,7 +6,7 @@ from fastapi import Query, Response
 
 from boughs.accounts import service
 from boughs.accounts.models import AccountStatus
-from boughs.accounts.repository import MAX_DEPTH, MAX_ID, AccountFilter
+from boughs.accounts.repository import MAX_DEPTH, AccountFilter
 from boughs.accounts.schemas import (
     AccountCreate,
     AccountCreated,
@@ -23,14 +23,11 @@ from boughs.accounts.schemas import (
     StatusChange,
     SubtreeSummaryOut,
 )
-from boughs.deps import CtxDep, domain_router
+from boughs.deps import CtxDep, Cursor, IdFilter, Limit, domain_router
 from boughs.kit.pagination import DEFAULT_LIMIT, Page
 from boughs.memberships import service as memberships
 
 router = domain_router("/accounts", "accounts")
-
-Limit = Annotated[int, Query(ge=1, le=500, description="Rows per page.")]
-Cursor = Annotated[str | None, Query(description="next_cursor of the previous page.")]
 
 
 def _page(page: service.PageOf) -> Page[AccountOut]:
@@ -62,10 +59,10 @@ async def list_accounts(
     ctx: CtxDep,
     q: Annotated[str | None, Query(description="Part of the name, or the exact external id.")] = None,
     status: AccountStatus | None = None,
-    parent_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    parent_id: IdFilter = None,
     top_level: bool | None = None,
     depth: Annotated[int | None, Query(ge=0, le=MAX_DEPTH)] = None,
-    root_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    root_id: IdFilter = None,
     cursor: Cursor = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> Page[AccountOut]:

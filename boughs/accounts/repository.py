@@ -27,17 +27,11 @@ from boughs.accounts.models import Account, AccountLink, AccountStatus
 from boughs.audit.models import AuditEvent
 from boughs.authz.scope import Scope
 from boughs.kit.paths import ids_of, upper_bound
+from boughs.kit.types import storable_id
 from boughs.providers.models import Provider
 
-# Ids are 64-bit integers on both engines. A larger number names no account, and is
-# answered as such here: handed to the driver it would fail the request with a 500.
-MAX_ID = 2**63 - 1
 # depth is a 32-bit INTEGER column.
 MAX_DEPTH = 2**31 - 1
-
-
-def storable_id(value: int) -> bool:
-    return 0 < value <= MAX_ID
 
 
 def in_subtree(path: str) -> ColumnElement[bool]:

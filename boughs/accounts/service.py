@@ -17,7 +17,7 @@ from boughs.authz.scope import require, scope_of
 from boughs.context import Ctx
 from boughs.kit.clock import local_date
 from boughs.kit.errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
-from boughs.kit.pagination import check_limit, decode_cursor, encode_cursor
+from boughs.kit.pagination import PageOf, check_limit, decode_cursor, id_cursor, not_this_list, page_of
 from boughs.kit.paths import child_path, ids_of
 from boughs.kit.periods import add_period
 from boughs.providers import repository as providers
@@ -186,32 +186,23 @@ async def update(ctx: Ctx, account_id: int, data: AccountUpdate) -> Account:
 # --- reading the tree ------------------------------------------------------------------
 
 
-@dataclass
-class PageOf:
-    items: list[Account]
-    next_cursor: str | None
-
-
-async def list_accounts(ctx: Ctx, f: AccountFilter, cursor: str | None, limit: int) -> PageOf:
+async def list_accounts(ctx: Ctx, f: AccountFilter, cursor: str | None, limit: int) -> PageOf[Account]:
     check_limit(limit)
-    after = decode_cursor(cursor)
-    if after is not None and (not isinstance(after, int) or not repository.storable_id(after)):
-        raise InvalidInput.on_field("cursor", "is not a cursor of this list", "omit it")
-    rows = await repository.list_by_id(ctx.session, await scope_of(ctx), f, after, limit + 1)
-    return _page(rows, limit, lambda a: a.id)
+    rows = await repository.list_by_id(ctx.session, await scope_of(ctx), f, id_cursor(cursor), limit + 1)
+    return page_of(rows, limit)
 
 
-async def children(ctx: Ctx, account_id: int, cursor: str | None, limit: int) -> PageOf:
+async def children(ctx: Ctx, account_id: int, cursor: str | None, limit: int) -> PageOf[Account]:
     await get(ctx, account_id)
     return await list_accounts(ctx, AccountFilter(parent_id=account_id), cursor, limit)
 
 
-async def descendants(ctx: Ctx, account_id: int, cursor: str | None, limit: int) -> PageOf:
+async def descendants(ctx: Ctx, account_id: int, cursor: str | None, limit: int) -> PageOf[Account]:
     check_limit(limit)
     account = await get(ctx, account_id)
     after = decode_cursor(cursor)
     if after is not None and not (isinstance(after, str) and after.startswith(account.path)):
-        raise InvalidInput.on_field("cursor", "is not a cursor of this list", "omit it")
+        raise not_this_list()
     # Strictly below the account: start after its own path.
     rows = await repository.list_by_path(
         ctx.session,
@@ -220,14 +211,7 @@ async def descendants(ctx: Ctx, account_id: int, cursor: str | None, limit: int)
         after or account.path,
         limit + 1,
     )
-    return _page(rows, limit, lambda a: a.path)
-
-
-def _page(rows: list[Account], limit: int, key: Any) -> PageOf:
-    if len(rows) > limit:
-        rows = rows[:limit]
-        return PageOf(rows, encode_cursor(key(rows[-1])))
-    return PageOf(rows, None)
+    return page_of(rows, limit, lambda a: a.path)
 
 
 async def _chain(ctx: Ctx, account_id: int) -> repository.Chain:

@@ -1,15 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
-
-from fastapi import Query
 
 from boughs.accounts import service as accounts
 from boughs.audit import repository
 from boughs.audit.schemas import AuditEventOut
-from boughs.deps import CtxDep, domain_router
-from boughs.kit.pagination import DEFAULT_LIMIT, Page, check_limit, decode_cursor, encode_cursor
+from boughs.deps import CtxDep, Cursor, Limit, domain_router
+from boughs.kit.pagination import DEFAULT_LIMIT, Page, check_limit, id_cursor, page_of
 
 router = domain_router("", "audit")
 
@@ -22,19 +19,18 @@ async def list_audit(
     entity: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    cursor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    limit: Limit = DEFAULT_LIMIT,
 ) -> Page[AuditEventOut]:
     """Changes to the account and everything below it, newest first."""
     check_limit(limit)
     account = await accounts.get(ctx, account_id)
-    before_id = decode_cursor(cursor)
     rows = await repository.in_subtree(
         ctx.session, ctx.provider_id, account.path,
         actor_user_id=actor_user_id, entity=entity, since=since, until=until,
-        before_id=before_id if isinstance(before_id, int) else None, limit=limit + 1,
+        before_id=id_cursor(cursor), limit=limit + 1,
     )  # fmt: skip
-    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    page = page_of(rows, limit)
     return Page[AuditEventOut](
-        items=[AuditEventOut.model_validate(r) for r in rows[:limit]], next_cursor=next_cursor
+        items=[AuditEventOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor
     )

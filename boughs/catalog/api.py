@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import Query, Response
 
-from boughs.accounts.repository import MAX_ID
 from boughs.catalog import service
 from boughs.catalog.models import PlanKind, PoolKind
 from boughs.catalog.schemas import (
@@ -26,13 +25,11 @@ from boughs.catalog.schemas import (
     RouterSecretOut,
     RouterUpdate,
 )
-from boughs.deps import CtxDep, domain_router
+from boughs.deps import CtxDep, Cursor, Limit, domain_router
 from boughs.kit.pagination import DEFAULT_LIMIT, Page
+from boughs.kit.types import MAX_ID
 
 router = domain_router("", "catalog")
-
-Limit = Annotated[int, Query(ge=1, le=500, description="Rows per page.")]
-Cursor = Annotated[str | None, Query(description="next_cursor of the previous page.")]
 
 
 # --- plans ---------------------------------------------------------------------------------

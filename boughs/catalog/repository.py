@@ -10,10 +10,10 @@ from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select, tr
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.accounts.models import Account
-from boughs.accounts.repository import storable_id
 from boughs.authz.scope import Scope
 from boughs.catalog.models import IpPool, Offer, Plan, Port, Router
 from boughs.kit.paths import ids_of
+from boughs.kit.types import storable_id
 from boughs.services.models import Service, ServiceScheduledChange, ServiceStatus
 
 Owned = TypeVar("Owned", IpPool, Port)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from boughs.accounts import repository as repository_accounts
 from boughs.accounts import service as accounts
 from boughs.accounts.models import Account
-from boughs.accounts.repository import storable_id
 from boughs.audit import service as audit
 from boughs.authz.permissions import Permission
 from boughs.authz.scope import require, scope_of
@@ -38,20 +36,13 @@ from boughs.catalog.schemas import (
 )
 from boughs.context import Ctx
 from boughs.kit.errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
-from boughs.kit.pagination import check_limit, decode_cursor, encode_cursor
+from boughs.kit.pagination import PageOf, check_limit, id_cursor, page_of
 from boughs.kit.paths import ids_of
 from boughs.kit.secrets import SecretUnreadable
 from boughs.providers import repository as providers
 from boughs.services.models import Service
 
-Row = TypeVar("Row", Plan, Router, IpPool, Port)
-
-
-@dataclass
-class PageOf(Generic[Row]):
-    items: list[Row]
-    next_cursor: str | None
-
+Named = TypeVar("Named", Plan, Router, IpPool, Port)
 
 # --- checks other domains make before they use the catalog ------------------------------
 
@@ -198,22 +189,7 @@ def _snapshot(row: Catalogued, names: Sequence[str]) -> dict[str, Any]:
     return {name: getattr(row, name) for name in names}
 
 
-def _page(rows: list[Row], limit: int) -> PageOf[Row]:
-    if len(rows) > limit:
-        rows = rows[:limit]
-        return PageOf(rows, encode_cursor(rows[-1].id))
-    return PageOf(rows, None)
-
-
-def _after(cursor: str | None, limit: int) -> int | None:
-    check_limit(limit)
-    after = decode_cursor(cursor)
-    if after is not None and (not isinstance(after, int) or not storable_id(after)):
-        raise InvalidInput.on_field("cursor", "is not a cursor of this list", "omit it")
-    return after
-
-
-async def _check_name_free(ctx: Ctx, model: type[Row], name: str, own_id: int | None) -> None:
+async def _check_name_free(ctx: Ctx, model: type[Named], name: str, own_id: int | None) -> None:
     existing = await repository.get_by_name(ctx.session, model, ctx.provider_id, name)
     if existing is not None and existing.id != own_id:
         raise Conflict.on_field(
@@ -391,14 +367,15 @@ async def list_plans(
     cursor: str | None,
     limit: int,
 ) -> PageOf[Plan]:
-    after = _after(cursor, limit)
+    check_limit(limit)
+    after = id_cursor(cursor)
     available_to = None
     if account_id is not None:
         account = await accounts.get(ctx, account_id)
         available_to = ids_of(account.path)
     f = repository.PlanFilter(kind=kind, include_retired=include_retired, available_to=available_to)
     rows = await repository.list_plans(ctx.session, await scope_of(ctx), f, after, limit + 1)
-    return _page(rows, limit)
+    return page_of(rows, limit)
 
 
 async def create_plan(ctx: Ctx, data: PlanCreate) -> Plan:
@@ -569,8 +546,9 @@ async def get_router(ctx: Ctx, router_id: int) -> Router:
 
 
 async def list_routers(ctx: Ctx, cursor: str | None, limit: int) -> PageOf[Router]:
-    after = _after(cursor, limit)
-    return _page(
+    check_limit(limit)
+    after = id_cursor(cursor)
+    return page_of(
         await repository.list_rows(ctx.session, Router, await scope_of(ctx), after, limit + 1), limit
     )
 
@@ -708,10 +686,11 @@ async def get_pool(ctx: Ctx, pool_id: int) -> IpPool:
 
 
 async def list_pools(ctx: Ctx, kind: str | None, cursor: str | None, limit: int) -> PageOf[IpPool]:
-    after = _after(cursor, limit)
+    check_limit(limit)
+    after = id_cursor(cursor)
     conditions = [IpPool.kind == kind] if kind else []
     rows = await repository.list_rows(ctx.session, IpPool, await scope_of(ctx), after, limit + 1, conditions)
-    return _page(rows, limit)
+    return page_of(rows, limit)
 
 
 async def _pool_use(ctx: Ctx, pool: IpPool) -> int:
@@ -803,8 +782,10 @@ async def get_port(ctx: Ctx, port_id: int) -> Port:
 
 
 async def list_ports(ctx: Ctx, cursor: str | None, limit: int) -> PageOf[Port]:
-    after = _after(cursor, limit)
-    return _page(await repository.list_rows(ctx.session, Port, await scope_of(ctx), after, limit + 1), limit)
+    check_limit(limit)
+    after = id_cursor(cursor)
+    rows = await repository.list_rows(ctx.session, Port, await scope_of(ctx), after, limit + 1)
+    return page_of(rows, limit)
 
 
 async def create_port(ctx: Ctx, data: PortCreate) -> Port:

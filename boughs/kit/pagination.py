@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from boughs.kit.errors import InvalidInput
+from boughs.kit.errors import BoughsError, InvalidInput
+from boughs.kit.types import storable_id
 
 T = TypeVar("T")
 
@@ -23,6 +26,26 @@ MAX_LIMIT = 500
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = None
+
+
+@dataclass
+class PageOf(Generic[T]):
+    """One page of rows as services return it; the API turns it into a ``Page``."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+def _row_id(row: Any) -> Any:
+    return row.id
+
+
+def page_of(rows: Sequence[T], limit: int, key: Callable[[T], Any] = _row_id) -> PageOf[T]:
+    """Rows fetched with ``limit + 1``: the extra row only says another page exists."""
+    if len(rows) > limit:
+        kept = list(rows[:limit])
+        return PageOf(kept, encode_cursor(key(kept[-1])))
+    return PageOf(list(rows), None)
 
 
 def encode_cursor(key: Any) -> str:
@@ -50,3 +73,19 @@ def check_limit(limit: int) -> int:
             "limit", f"must be between 1 and {MAX_LIMIT}", f"ask for at most {MAX_LIMIT} rows"
         )
     return limit
+
+
+def not_this_list() -> BoughsError:
+    return InvalidInput.on_field(
+        "cursor", "is not a cursor of this list", "omit it to start from the first page"
+    )
+
+
+def id_cursor(cursor: str | None) -> int | None:
+    """The row id a list sorted by id resumes after (or before)."""
+    key = decode_cursor(cursor)
+    if key is None:
+        return None
+    if not isinstance(key, int) or isinstance(key, bool) or not storable_id(key):
+        raise not_this_list()
+    return key

@@ -18,6 +18,13 @@ PathString = String(512).with_variant(String(512, collation="C"), "postgresql")
 
 JSONDoc = JSON().with_variant(JSONB(), "postgresql")
 
+# The largest id a BIGINT holds; anything larger cannot name a stored row.
+MAX_ID = 2**63 - 1
+
+
+def storable_id(value: int) -> bool:
+    return 0 < value <= MAX_ID
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC in, timezone-aware UTC out, on every engine."""

@@ -6,8 +6,7 @@ from typing import Annotated
 
 from fastapi import Query, Response
 
-from boughs.accounts.repository import MAX_ID
-from boughs.deps import CtxDep, domain_router
+from boughs.deps import CtxDep, Cursor, IdFilter, Limit, domain_router
 from boughs.kit.pagination import DEFAULT_LIMIT, Page
 from boughs.services import service
 from boughs.services.models import ServiceStatus
@@ -26,10 +25,6 @@ from boughs.services.schemas import (
 )
 
 router = domain_router("", "services")
-
-Limit = Annotated[int, Query(ge=1, le=500, description="Rows per page.")]
-Cursor = Annotated[str | None, Query(description="next_cursor of the previous page.")]
-IdFilter = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 
 async def _page(ctx: CtxDep, page: service.PageOf) -> Page[ServiceOut]:

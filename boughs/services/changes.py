@@ -17,7 +17,6 @@ from typing import Any
 
 from pydantic import Field
 
-from boughs.accounts import repository as accounts
 from boughs.accounts.models import Account
 from boughs.audit import service as audit
 from boughs.authz.permissions import Permission
@@ -27,7 +26,7 @@ from boughs.catalog.models import CapAction, Plan
 from boughs.context import Ctx
 from boughs.kit.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from boughs.kit.money import round_half_up
-from boughs.kit.pagination import check_limit, decode_cursor, encode_cursor
+from boughs.kit.pagination import PageOf, check_limit, id_cursor, page_of
 from boughs.kit.periods import Period
 from boughs.kit.schema import Input, Output
 from boughs.services import lifecycle, repository
@@ -359,24 +358,15 @@ def _what(change: ServiceScheduledChange) -> dict[str, Any]:
     return what
 
 
-@dataclass
-class ChangesPage:
-    items: list[ServiceScheduledChange]
-    next_cursor: str | None
-
-
-async def list_scheduled(ctx: Ctx, service_id: int, cursor: str | None, limit: int) -> ChangesPage:
+async def list_scheduled(
+    ctx: Ctx, service_id: int, cursor: str | None, limit: int
+) -> PageOf[ServiceScheduledChange]:
     """Every scheduled change of the service, pending or not, oldest first."""
     check_limit(limit)
     service = await services.get(ctx, service_id)
-    after = decode_cursor(cursor)
-    if after is not None and (not isinstance(after, int) or not accounts.storable_id(after)):
-        raise InvalidInput.on_field("cursor", "is not a cursor of this list", "omit it")
+    after = id_cursor(cursor)
     rows = await repository.scheduled_changes_of(ctx.session, ctx.provider_id, service.id, after, limit + 1)
-    if len(rows) > limit:
-        rows = rows[:limit]
-        return ChangesPage(rows, encode_cursor(rows[-1].id))
-    return ChangesPage(rows, None)
+    return page_of(rows, limit)
 
 
 async def cancel_scheduled(ctx: Ctx, service_id: int, change_id: int) -> ServiceScheduledChange:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import Response
 
-from fastapi import Query, Response
-
-from boughs.deps import CtxDep, domain_router
+from boughs.deps import CtxDep, Cursor, Limit, domain_router
 from boughs.kit.pagination import DEFAULT_LIMIT, Page
 from boughs.kit.schema import Output
 from boughs.services import changes
@@ -20,9 +18,6 @@ from boughs.services.changes import (
 from boughs.services.schemas import ServiceOut
 
 router = domain_router("", "services")
-
-Limit = Annotated[int, Query(ge=1, le=500, description="Rows per page.")]
-Cursor = Annotated[str | None, Query(description="next_cursor of the previous page.")]
 
 
 class PlanChanged(Output):

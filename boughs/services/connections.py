@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +30,7 @@ from boughs.catalog.models import PlanKind
 from boughs.context import Ctx
 from boughs.kit.clock import local_date
 from boughs.kit.errors import BoughsError, Conflict, FieldProblem, InvalidInput, NotFound
-from boughs.kit.pagination import check_limit, decode_cursor, encode_cursor
+from boughs.kit.pagination import PageOf, check_limit, id_cursor, page_of
 from boughs.services import changes
 from boughs.services import connections_repository as repository
 from boughs.services import service as services
@@ -180,10 +180,7 @@ async def create(ctx: Ctx, parent_id: int, data: ChildConnectionCreate) -> tuple
 # --- reading -----------------------------------------------------------------------------
 
 
-@dataclass
-class ConnectionsPage:
-    items: list[dict[str, Any]]
-    next_cursor: str | None
+ConnectionsPage = PageOf[dict[str, Any]]
 
 
 def _row(
@@ -212,9 +209,7 @@ def _row(
 async def list_connections(ctx: Ctx, account_id: int, cursor: str | None, limit: int) -> ConnectionsPage:
     """The parent's Connections tab: a fixed number of queries per page, however many children."""
     check_limit(limit)
-    after = decode_cursor(cursor)
-    if after is not None and (not isinstance(after, int) or not accounts_repository.storable_id(after)):
-        raise InvalidInput.on_field("cursor", "is not a cursor of this list", "omit it")
+    after = id_cursor(cursor)
     scope = await scope_of(ctx)
     found = await accounts_repository.chain_of(ctx.session, scope, account_id)
     if found is None:
@@ -222,10 +217,9 @@ async def list_connections(ctx: Ctx, account_id: int, cursor: str | None, limit:
     children = await accounts_repository.list_by_id(
         ctx.session, scope, AccountFilter(parent_id=account_id), after, limit + 1
     )
-    next_cursor = None
-    if len(children) > limit:
-        children = children[:limit]
-        next_cursor = encode_cursor(children[-1].id)
+    page = page_of(children, limit)
+    children = page.items
+    next_cursor = page.next_cursor
     served = await repository.first_internet_services(ctx.session, ctx.provider_id, [c.id for c in children])
     now = ctx.now()
     rows = [_row(found.accounts, c, served.get(c.id), found.provider_timezone, now) for c in children]
@@ -341,15 +335,12 @@ async def dual_device_users(
     accounting; until then a registered device is the one the plan counts against.
     """
     check_limit(limit)
-    after = decode_cursor(cursor)
-    if after is not None and (not isinstance(after, int) or not accounts_repository.storable_id(after)):
-        raise InvalidInput.on_field("cursor", "is not a cursor of this list", "omit it")
+    after = id_cursor(cursor)
     scope = await scope_of(ctx)
     found = await repository.dual_device_accounts(ctx.session, scope, kind.value, after, limit + 1)
-    next_cursor = None
-    if len(found) > limit:
-        found = found[:limit]
-        next_cursor = encode_cursor(found[-1][0])
+    page = page_of(found, limit, lambda pair: pair[0])
+    found = page.items
+    next_cursor = page.next_cursor
     ids = [account_id for account_id, _ in found]
     kids = await repository.child_counts(ctx.session, scope, ids)
     allowance: dict[int, int] = {}

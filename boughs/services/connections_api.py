@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Query, Response
 
 from boughs.accounts.schemas import AccountOut, DeletionReport, StatusChange
-from boughs.deps import CtxDep, domain_router
+from boughs.deps import CtxDep, Cursor, Limit, domain_router
 from boughs.kit.pagination import DEFAULT_LIMIT, Page
 from boughs.services import connections
 from boughs.services import service as services
@@ -22,8 +22,6 @@ from boughs.services.connections_schemas import (
 
 router = domain_router("", "child connections")
 
-Limit = Annotated[int, Query(ge=1, le=500, description="Rows per page.")]
-Cursor = Annotated[str | None, Query(description="next_cursor of the previous page.")]
 
 CONNECTIONS = "/accounts/{account_id}/child-connections"
 CONNECTION = CONNECTIONS + "/{child_id}"

@@ -10,9 +10,10 @@ from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.accounts.models import Account, AccountStatus
-from boughs.accounts.repository import in_subtree, storable_id
+from boughs.accounts.repository import in_subtree
 from boughs.authz.scope import Scope
 from boughs.catalog.models import Plan
+from boughs.kit.types import storable_id
 from boughs.services.models import (
     ScheduledChangeState,
     Service,

@@ -31,7 +31,7 @@ from boughs.catalog.models import Plan, PlanKind
 from boughs.context import Ctx
 from boughs.kit.clock import local_date
 from boughs.kit.errors import Conflict, InvalidInput, NotFound
-from boughs.kit.pagination import check_limit, decode_cursor, encode_cursor
+from boughs.kit.pagination import PageOf, check_limit, id_cursor, page_of
 from boughs.kit.secrets import SecretUnreadable
 from boughs.services import lifecycle, repository
 from boughs.services.models import (
@@ -629,55 +629,28 @@ async def change_status(ctx: Ctx, service_id: int, status: ServiceStatus, note: 
     return service
 
 
-@dataclass
-class HistoryPage:
-    items: list[ServiceStatusChange]
-    next_cursor: str | None
-
-
-async def status_history(ctx: Ctx, service_id: int, cursor: str | None, limit: int) -> HistoryPage:
+async def status_history(
+    ctx: Ctx, service_id: int, cursor: str | None, limit: int
+) -> PageOf[ServiceStatusChange]:
     check_limit(limit)
     service = await get(ctx, service_id)
-    before = _cursor_id(cursor)
-    rows = await repository.history(ctx.session, service, before, limit + 1)
-    if len(rows) > limit:
-        rows = rows[:limit]
-        return HistoryPage(rows, encode_cursor(rows[-1].id))
-    return HistoryPage(rows, None)
-
-
-def _cursor_id(cursor: str | None) -> int | None:
-    after = decode_cursor(cursor)
-    if after is not None and (
-        not isinstance(after, int) or isinstance(after, bool) or not accounts_repository.storable_id(after)
-    ):
-        raise InvalidInput.on_field("cursor", "is not a cursor of this list", "omit it")
-    return after
+    rows = await repository.history(ctx.session, service, id_cursor(cursor), limit + 1)
+    return page_of(rows, limit)
 
 
 # --- lists ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class PageOf:
-    items: list[Service]
-    next_cursor: str | None
-
-
-async def list_services(ctx: Ctx, f: ServiceFilter, cursor: str | None, limit: int) -> PageOf:
+async def list_services(ctx: Ctx, f: ServiceFilter, cursor: str | None, limit: int) -> PageOf[Service]:
     """Services in the actor's scope, oldest first."""
     check_limit(limit)
-    after = _cursor_id(cursor)
-    rows = await repository.list_by_id(ctx.session, await scope_of(ctx), f, after, limit + 1)
-    if len(rows) > limit:
-        rows = rows[:limit]
-        return PageOf(rows, encode_cursor(rows[-1].id))
-    return PageOf(rows, None)
+    rows = await repository.list_by_id(ctx.session, await scope_of(ctx), f, id_cursor(cursor), limit + 1)
+    return page_of(rows, limit)
 
 
 async def list_for_account(
     ctx: Ctx, account_id: int, status: str | None, plan_id: int | None, cursor: str | None, limit: int
-) -> PageOf:
+) -> PageOf[Service]:
     await accounts.get(ctx, account_id)
     f = ServiceFilter(account_id=account_id, status=status, plan_id=plan_id)
     return await list_services(ctx, f, cursor, limit)
