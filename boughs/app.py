@@ -19,10 +19,12 @@ from boughs.jobs.api import router as jobs_router
 from boughs.kit.clock import Clock, SystemClock
 from boughs.memberships.api import router as memberships_router
 from boughs.middleware import RequestIdMiddleware, install_error_handlers
+from boughs.providers.api import router as provider_router
 from boughs.schema import ensure_current
 from boughs.services.api import router as services_router
 from boughs.services.changes_api import router as service_changes_router
 from boughs.services.connections_api import router as connections_router
+from boughs.usage.api import router as usage_router
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,10 @@ def api_router() -> APIRouter:
     router.include_router(connections_router)
     router.include_router(jobs_router)
     router.include_router(memberships_router)
+    router.include_router(provider_router)
     router.include_router(services_router)
     router.include_router(service_changes_router)
+    router.include_router(usage_router)
     return router
 
 

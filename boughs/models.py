@@ -16,6 +16,7 @@ from boughs.services.models import (
     ServiceScheduledChange,
     ServiceStatusChange,
 )
+from boughs.usage.models import CapAlert, CapUsage, Meter, TopUp, UsageEvent, UsageRollup, UsageUniqueValue
 
 # Ids are never reused: history (parent links, audit events, billed periods) names
 # accounts and users by id long after they are deleted, so SQLite must not hand a
@@ -29,12 +30,15 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "Base",
+    "CapAlert",
+    "CapUsage",
     "IdempotencyKey",
     "Invitation",
     "IpPool",
     "Job",
     "LoginFailure",
     "Membership",
+    "Meter",
     "Offer",
     "Plan",
     "Port",
@@ -46,6 +50,10 @@ __all__ = [
     "ServicePlanChange",
     "ServiceScheduledChange",
     "ServiceStatusChange",
+    "TopUp",
+    "UsageEvent",
+    "UsageRollup",
+    "UsageUniqueValue",
     "User",
     "UserSession",
 ]

@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from boughs.accounts import bulk_repository as bulk
 from boughs.accounts.bulk_repository import Placed
 from boughs.accounts.models import Account, AccountLink, AccountStatus, InvoiceMode, ParentAccess
-from boughs.accounts.schemas import _check_currency, _check_timezone
+from boughs.accounts.schemas import check_currency, check_timezone
 from boughs.audit import service as audit
 from boughs.auth.actor import Actor
 from boughs.context import Ctx
@@ -431,10 +431,10 @@ def parse_rows(rows: Iterable[Mapping[str, str | None]], *, first_line: int = 2)
         )
         parsed.values["invoice_mode"] = modes
     if (values := column("timezone")) is not None:
-        _check_distinct(parsed, values, lambda v: _value_problem(_check_timezone, "timezone", v))
+        _check_distinct(parsed, values, lambda v: _value_problem(check_timezone, "timezone", v))
         parsed.values["timezone"] = values
     if (values := column("currency")) is not None:
-        _check_distinct(parsed, values, lambda v: _value_problem(_check_currency, "currency", v))
+        _check_distinct(parsed, values, lambda v: _value_problem(check_currency, "currency", v))
         parsed.values["currency"] = values
     return parsed
 

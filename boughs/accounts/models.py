@@ -92,6 +92,8 @@ class Account(Base):
     aup_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # The password a service without its own uses (seed 004), sealed with kit.secrets.
     service_password_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Usage before this instant has been invoiced; usage reported for it arrives late.
+    usage_billed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -15,13 +15,13 @@ _TIMEZONES = frozenset(available_timezones())
 KNOWN_FEATURES = frozenset({"subaccounts"})
 
 
-def _check_timezone(value: str | None) -> str | None:
+def check_timezone(value: str | None) -> str | None:
     if value is not None and value not in _TIMEZONES:
         raise ValueError("is not an IANA timezone name; use one like 'Europe/Berlin' or 'UTC'")
     return value
 
 
-def _check_currency(value: str | None) -> str | None:
+def check_currency(value: str | None) -> str | None:
     if value is not None and not (len(value) == 3 and value.isalpha() and value.isupper()):
         raise ValueError("is not an ISO 4217 code; use three capital letters such as 'EUR'")
     return value
@@ -55,8 +55,8 @@ class AccountFields(Input):
     billing_tax_id: str | None = Field(default=None, max_length=64)
     billing_email: EmailStr | None = None
 
-    _tz = field_validator("timezone")(_check_timezone)
-    _cur = field_validator("currency")(_check_currency)
+    _tz = field_validator("timezone")(check_timezone)
+    _cur = field_validator("currency")(check_currency)
     _feat = field_validator("features")(_check_features)
 
 
@@ -89,8 +89,8 @@ class AccountUpdate(Input):
     billing_tax_id: str | None = Field(default=None, max_length=64)
     billing_email: EmailStr | None = None
 
-    _tz = field_validator("timezone")(_check_timezone)
-    _cur = field_validator("currency")(_check_currency)
+    _tz = field_validator("timezone")(check_timezone)
+    _cur = field_validator("currency")(check_currency)
     _feat = field_validator("features")(_check_features)
 
     # A field validator (not a model one) so the error names the field; it only runs

@@ -24,6 +24,7 @@ from boughs.providers import repository as providers
 from boughs.providers.models import Provider
 from boughs.services import lifecycle
 from boughs.services import repository as services_repository
+from boughs.usage import repository as usage_repository
 
 ENTITY = "account"
 # Attributes an audit event shows; internal bookkeeping (path, root) is left out.
@@ -399,10 +400,17 @@ async def deletion_report(ctx: Ctx, account_id: int) -> dict[str, Any]:
     audit_events = await repository.audit_event_count(ctx.session, account) + 1
     # Its services go with it (ON DELETE CASCADE), their history and discounts too.
     services = await services_repository.count_on_account(ctx.session, ctx.provider_id, account.id)
+    # Its raw usage and its own rollups go; what it added to its ancestors' totals stays.
+    usage_events = await usage_repository.count_events_of_account(ctx.session, ctx.provider_id, account.id)
     return {
         "account_id": account.id,
-        "removed": {"accounts": 1, "parent_links": len(history), "services": services},
-        "kept": {"audit_events": audit_events},
+        "removed": {
+            "accounts": 1,
+            "parent_links": len(history),
+            "services": services,
+            "usage_events": usage_events,
+        },
+        "kept": {"audit_events": audit_events, "usage_in_ancestors_totals": True},
         "refused_because": refused,
     }
 

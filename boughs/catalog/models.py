@@ -18,6 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql import false
 
 from boughs.db import Base
 from boughs.kit.types import BigId, JSONDoc, UTCDateTime
@@ -93,6 +94,8 @@ class Plan(Base):
     cap_action: Mapped[str | None] = mapped_column(String(8), nullable=True)
     throttle_download_rate: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     throttle_upload_rate: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The data cap applies to the usage of the service's whole subtree, pooled.
+    pooled_cap: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     device_allowance: Mapped[int] = mapped_column(Integer, default=1)
     usage_charges: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
     # A retired plan keeps its subscribers but takes no new ones.

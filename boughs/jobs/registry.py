@@ -25,6 +25,7 @@ TASK_MODULES = (
     "boughs.idempotency.tasks",
     "boughs.jobs.tasks",
     "boughs.services.tasks",
+    "boughs.usage.tasks",
 )
 HANDLERS: dict[str, Handler] = {}
 PERIODIC: dict[str, Periodic] = {}

@@ -18,5 +18,7 @@ class Provider(Base):
     default_currency: Mapped[str] = mapped_column(String(3), default="USD")
     # The deepest an account may sit (top level is depth 0); null means no cap.
     max_account_depth: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Raw usage events older than this are deleted (and refused); rollups are kept forever.
+    usage_retention_days: Mapped[int] = mapped_column(Integer, default=400, server_default="400")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

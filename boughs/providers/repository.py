@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from boughs.accounts.models import Account
 from boughs.providers.models import Provider
 
 
@@ -19,3 +20,7 @@ async def first(session: AsyncSession) -> Provider | None:
 async def all_ids(session: AsyncSession) -> list[int]:
     result = await session.execute(select(Provider.id).order_by(Provider.id))
     return list(result.scalars())
+
+
+async def deepest_account(session: AsyncSession, provider_id: int) -> int | None:
+    return await session.scalar(select(func.max(Account.depth)).where(Account.provider_id == provider_id))

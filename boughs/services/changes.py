@@ -473,51 +473,104 @@ async def _apply_change(ctx: Ctx, service: Service, change: ServiceScheduledChan
 # --- data caps ------------------------------------------------------------------------------
 
 
-async def cap_reached(ctx: Ctx, service: Service) -> str:
-    """The service used its data cap for this period: what its plan's cap action says.
-
-    ``disable``: disabled (cap) until the start of its next period, or a top-up.
-    ``throttle``: it stays active; the throttle is recorded as an audit event (the
-    network applies the plan's throttled rates). A service that is not active is left
-    as it is (late usage of a service already disabled or stopped changes nothing).
-    Returns what happened: disabled, throttled or unchanged.
-    """
-    plan = await catalog.get_plan(ctx, service.plan_id)
+def require_cap(service: Service, plan: Plan) -> None:
     if plan.cap_action is None or plan.data_cap_bytes is None:
         raise Conflict(
             detail=f"Service {service.id}'s plan {plan.id} ({plan.name}) has no data cap.",
-            fix="only services on a plan with data_cap_bytes and cap_action can reach a cap",
+            fix="only services on a plan with data_cap_bytes and cap_action have a data cap; "
+            "change the service's plan to one that has",
         )
-    if service.status != ServiceStatus.active.value:
-        return "unchanged"
-    if plan.cap_action == CapAction.throttle.value:
-        await audit.record(
-            ctx, entity=ENTITY, entity_id=service.id, action="cap_throttled", account_id=service.account_id,
-            after={"data_cap_bytes": plan.data_cap_bytes, "download_rate": plan.throttle_download_rate,
-                   "upload_rate": plan.throttle_upload_rate},
-        )  # fmt: skip
-        return "throttled"
+
+
+async def cap_reached(ctx: Ctx, service: Service) -> str:
+    """The service used its data cap for this period (reported by an outside system).
+
+    What happens is the plan's cap action until the start of the service's next period:
+    see ``apply_cap_action``. Returns disabled, throttled or unchanged.
+    """
+    plan = await catalog.get_plan(ctx, service.plan_id)
+    require_cap(service, plan)
     where = await lifecycle.where_is(ctx, service)
     period = Period(service.pay_period or plan.pay_period)
     _, next_start = lifecycle.period_containing(service.start_date, period, where.today(ctx.now()))
-    note = f"data cap of {plan.data_cap_bytes} bytes reached; back on {next_start.isoformat()}"
+    return await apply_cap_action(
+        ctx, service, plan, next_start, where.timezone, f"data cap of {plan.data_cap_bytes} bytes reached"
+    )
+
+
+async def apply_cap_action(
+    ctx: Ctx, service: Service, plan: Plan, back_on: date, timezone: str, why: str
+) -> str:
+    """Apply ``plan``'s cap action to the service until ``back_on`` (a local date) begins.
+
+    ``disable``: disabled (cap) until then, or a top-up. ``throttle``: it stays active,
+    held to the plan's throttle rates until then (``throttled_until``; the network applies
+    the rates). A service that is not active is left as it is (late usage of a service
+    already disabled or stopped changes nothing), except that a service a cap already
+    disabled stays disabled until the later of the two resets. Returns disabled, throttled
+    or unchanged.
+    """
+    until = lifecycle.local_midnight(back_on, timezone)
+    if service.status != ServiceStatus.active.value:
+        if (
+            plan.cap_action == CapAction.disable.value
+            and service.status_reason == StatusReason.cap.value
+            and service.cap_resets_at is not None
+            and service.cap_resets_at < until
+        ):
+            service.cap_resets_at = until
+            await ctx.session.flush()
+        return "unchanged"
+    if plan.cap_action == CapAction.throttle.value:
+        if service.throttled_until is None or service.throttled_until < until:
+            before = service.throttled_until
+            service.throttled_until = until
+            service.updated_at = ctx.now()
+            await audit.record(
+                ctx, entity=ENTITY, entity_id=service.id, action="cap_throttled",
+                account_id=service.account_id, before={"throttled_until": before},
+                after={"throttled_until": until, "reason": why, "data_cap_bytes": plan.data_cap_bytes,
+                       "download_rate": plan.throttle_download_rate,
+                       "upload_rate": plan.throttle_upload_rate},
+            )  # fmt: skip
+            await ctx.session.flush()
+        return "throttled"
+    note = f"{why}; back on {back_on.isoformat()}"
     await lifecycle.set_status(ctx, service, ServiceStatus.disabled.value, StatusReason.cap.value, note)
-    service.cap_resets_at = lifecycle.local_midnight(next_start, where.timezone)
+    service.cap_resets_at = until
     await ctx.session.flush()
     return "disabled"
 
 
-async def top_up(ctx: Ctx, service: Service) -> Service:
-    """A service disabled by its data cap comes back now (stopped, if its account is blocked)."""
-    if not (
-        service.status == ServiceStatus.disabled.value and service.status_reason == StatusReason.cap.value
-    ):
-        raise Conflict(
-            detail=f"Service {service.id} is {service.status} ({service.status_reason}); "
-            "a top-up only brings back a service its data cap disabled.",
-            fix="change its status instead: POST /api/v1/services/{id}/status".replace(
-                "{id}", str(service.id)
-            ),
-        )
-    await lifecycle.set_status(ctx, service, ServiceStatus.active.value, StatusReason.top_up.value, "top-up")
-    return service
+def is_throttled(service: Service, now: datetime) -> bool:
+    """Held to its plan's throttle rates: a throttle ends by itself at ``throttled_until``."""
+    return service.throttled_until is not None and service.throttled_until > now
+
+
+def held_by_cap(service: Service, now: datetime) -> bool:
+    """Disabled or throttled by a data cap right now."""
+    cap_disabled = (service.status, service.status_reason) == (
+        ServiceStatus.disabled.value,
+        StatusReason.cap.value,
+    )
+    return cap_disabled or is_throttled(service, now)
+
+
+async def lift_cap(ctx: Ctx, service: Service, note: str) -> bool:
+    """A service its data cap disabled comes back (stopped, if its account is blocked), and a
+    throttle ends. False when the cap was not holding it."""
+    if not held_by_cap(service, ctx.now()):
+        return False
+    if is_throttled(service, ctx.now()):
+        before = service.throttled_until
+        service.throttled_until = None
+        service.updated_at = ctx.now()
+        await audit.record(
+            ctx, entity=ENTITY, entity_id=service.id, action="throttle_lifted",
+            account_id=service.account_id, before={"throttled_until": before},
+            after={"throttled_until": None, "note": note},
+        )  # fmt: skip
+    if service.status == ServiceStatus.disabled.value and service.status_reason == StatusReason.cap.value:
+        await lifecycle.set_status(ctx, service, ServiceStatus.active.value, StatusReason.top_up.value, note)
+    await ctx.session.flush()
+    return True

@@ -68,14 +68,9 @@ async def cancel_scheduled_change(ctx: CtxDep, service_id: int, change_id: int) 
 
 @router.post("/services/{service_id}/cap-reached", response_model=CapReached)
 async def cap_reached(ctx: CtxDep, service_id: int) -> CapReached:
-    """The service used its plan's data cap: disabled until its next period, or throttled."""
+    """An outside system reports the service used its plan's data cap: disabled until its
+    next period, or throttled. Usage posted to /usage-events counts toward caps by itself;
+    a top-up is POST /services/{id}/top-ups."""
     service, _ = await changes.writable(ctx, service_id, "report this service's data cap")
     outcome = await changes.cap_reached(ctx, service)
     return CapReached(service=await services.to_out(ctx, service), outcome=outcome)
-
-
-@router.post("/services/{service_id}/top-up", response_model=ServiceOut)
-async def top_up(ctx: CtxDep, service_id: int) -> ServiceOut:
-    """A service disabled by its data cap comes back now."""
-    service, _ = await changes.writable(ctx, service_id, "top up this service")
-    return await services.to_out(ctx, await changes.top_up(ctx, service))

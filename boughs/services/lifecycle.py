@@ -6,7 +6,8 @@ The rules (seed 004), which the automatic transitions keep true at every commit:
 - on a blocked account no service is active: what would be active is stopped with
   reason ``account``, and only those come back when the block lifts;
 - a service disabled by its data cap (reason ``cap``) comes back at ``cap_resets_at``
-  (the start of its next period) or on a top-up;
+  (the start of its next period) or on a top-up; a throttle by the data cap ends at
+  ``throttled_until`` by itself (readers compare it with now; ``reset_caps`` clears it);
 - a pending service that waits on another activates (``activated_with``) when that
   one becomes active.
 """
@@ -319,7 +320,13 @@ def local_midnight(day: date, timezone: str) -> datetime:
 
 async def reset_caps(ctx: Ctx, limit: int = CHUNK) -> list[int]:
     """Services disabled by their cap whose period has rolled over come back (or stop, if
-    their account is blocked). Returns the ids; call again while it returns ``limit`` ids."""
+    their account is blocked). Returns the ids; call again while it returns ``limit`` ids.
+
+    Throttles that ran out are cleared too (up to ``limit`` a call). Readers already treat
+    a ``throttled_until`` in the past as no throttle, so a throttle ends on time even
+    before this runs; clearing it keeps the row saying what holds now.
+    """
+    await _clear_ended_throttles(ctx, limit)
     rows = await repository.cap_resets_due(ctx.session, ctx.provider_id, ctx.now(), limit)
     blockers = await blockers_along(ctx.session, ctx.provider_id, {path for _, path in rows})
     note = "a new period began"
@@ -333,3 +340,21 @@ async def reset_caps(ctx: Ctx, limit: int = CHUNK) -> list[int]:
         ],
     )
     return [service.id for service, _ in rows]
+
+
+async def _clear_ended_throttles(ctx: Ctx, limit: int) -> None:
+    ended = await repository.throttles_ended(ctx.session, ctx.provider_id, ctx.now(), limit)
+    if not ended:
+        return
+    events = []
+    for service in ended:
+        events.append(
+            audit.event(
+                ctx, entity=ENTITY, entity_id=service.id, action="throttle_ended",
+                account_id=service.account_id, before={"throttled_until": service.throttled_until},
+                after={"throttled_until": None, "note": "a new period began"},
+            )
+        )  # fmt: skip
+        service.throttled_until = None
+    await audit.record_many(ctx, events)
+    await ctx.session.flush()

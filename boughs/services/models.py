@@ -114,6 +114,8 @@ class Service(Base):
     )
     # When a cap-disabled service comes back by itself: the start of its next period.
     cap_resets_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Held to the plan's throttle rates (its data cap was reached) until this instant.
+    throttled_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Internet options.
     router_id: Mapped[int | None] = mapped_column(
         ForeignKey("routers.id", ondelete="RESTRICT"), nullable=True

@@ -354,6 +354,19 @@ async def cap_resets_due(
     return [(row[0], row[1]) for row in result.all()]
 
 
+async def throttles_ended(
+    session: AsyncSession, provider_id: int, now: datetime, limit: int
+) -> list[Service]:
+    """Services whose data-cap throttle ran out and still carry its end time, earliest first."""
+    result = await session.execute(
+        select(Service)
+        .where(Service.provider_id == provider_id, Service.throttled_until <= now)
+        .order_by(Service.throttled_until, Service.id)
+        .limit(limit)
+    )
+    return list(result.scalars())
+
+
 # --- scheduled changes (changes.py) -----------------------------------------------------
 
 

@@ -164,6 +164,8 @@ class ServiceOut(Output):
     status_changed_at: datetime
     waits_on_service_id: int | None
     cap_resets_at: datetime | None
+    # Held to the plan's throttle rates by its data cap until then; null when not throttled.
+    throttled_until: datetime | None = None
     router_id: int | None
     login: str | None
     # Whether a password applies (the service's own, or the account's main one).

@@ -50,6 +50,7 @@ from boughs.services.schemas import (
     ServiceOut,
     ServiceUpdate,
 )
+from boughs.usage import repository as usage_repository
 
 ENTITY = "service"
 # What an audit event shows of a service: everything but the sealed password.
@@ -577,13 +578,17 @@ async def _check_existing_discounts(ctx: Ctx, service: Service, start: date, end
 
 
 async def delete(ctx: Ctx, service_id: int) -> None:
-    """Remove the service with its history and discounts (archive it to keep them)."""
+    """Remove the service with its history and discounts (archive it to keep them).
+
+    Its usage stays in its account's and the subtrees' totals, unattributed to a service.
+    """
     service, account = await _found(ctx, service_id)
     await require(ctx, account.path, Permission.manage_services, "delete this service")
     await audit.record(
         ctx, entity=ENTITY, entity_id=service.id, action="deleted",
         account_id=service.account_id, before=snapshot(service),
     )  # fmt: skip
+    await usage_repository.forget_service(ctx.session, ctx.provider_id, service.id)
     await repository.delete_service(ctx.session, service)
     ctx.session.expunge(service)
 
@@ -774,6 +779,9 @@ async def to_out_many(ctx: Ctx, services: Sequence[Service]) -> list[ServiceOut]
                 plan_kind=plan.kind,
                 status_changed_at=s.status_changed_at,
                 cap_resets_at=s.cap_resets_at,
+                throttled_until=s.throttled_until
+                if s.throttled_until is not None and s.throttled_until > ctx.now()
+                else None,
                 has_password=own or owner.service_password_sealed is not None,
                 password_source="own" if own else "account",
                 ipv4_pool=pool,

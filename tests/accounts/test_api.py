@@ -777,8 +777,8 @@ async def test_delete_refused_while_it_has_children(client: httpx.AsyncClient, d
     preview = (await client.get(f"{API}/{child['id']}/deletion")).json()
     assert preview == {
         "account_id": child["id"],
-        "removed": {"accounts": 1, "parent_links": 1, "services": 0},
-        "kept": {"audit_events": 2},  # "created", and the "deleted" to come
+        "removed": {"accounts": 1, "parent_links": 1, "services": 0, "usage_events": 0},
+        "kept": {"audit_events": 2, "usage_in_ancestors_totals": True},  # "created", and "deleted"
         "refused_because": [],
     }
     r = await client.delete(f"{API}/{child['id']}")
@@ -805,8 +805,8 @@ async def test_delete_leaf_with_history(client: httpx.AsyncClient, db: Database,
     await post(client, f"{API}/{leaf['id']}/move", {"parent_id": second["id"]})
     await post(client, f"{API}/{leaf['id']}/suspend")
     preview = (await client.get(f"{API}/{leaf['id']}/deletion")).json()
-    assert preview["removed"] == {"accounts": 1, "parent_links": 2, "services": 0}
-    assert preview["kept"] == {"audit_events": 4}
+    assert preview["removed"] == {"accounts": 1, "parent_links": 2, "services": 0, "usage_events": 0}
+    assert preview["kept"] == {"audit_events": 4, "usage_in_ancestors_totals": True}
     r = await client.delete(f"{API}/{leaf['id']}")
     assert r.status_code == 200, r.text
     assert r.json() == preview

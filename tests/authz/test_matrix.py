@@ -46,6 +46,7 @@ from tests.catalog import matrix_cases as catalog
 from tests.conftest import Tenant
 from tests.services import lifecycle_matrix_cases as lifecycle
 from tests.services import services_matrix_cases as services
+from tests.usage import matrix_cases as usage
 
 API = "/api/v1"
 MISSING = 987_654_321
@@ -571,6 +572,11 @@ MATRIX: dict[tuple[str, str], tuple[Case, ...]] = {
         Case("start", provider_admins, fixed("/jobs", lambda w: {"kind": "accounts.expiry_sweep"}), SELF),
     ),
     ("GET", "/jobs/{job_id}"): (Case("a job", job_reads, job, ("provider_job", "own_job")),),
+    # the provider's settings
+    ("GET", "/provider"): (Case("settings", anyone_signed_in, fixed("/provider"), SELF),),
+    ("PATCH", "/provider"): (
+        Case("retention", provider_admins, fixed("/provider", lambda w: {"usage_retention_days": 400}), SELF),
+    ),
     # catalog
     ("GET", "/plans"): (Case("list", anyone_signed_in, fixed("/plans"), SELF),),
     ("POST", "/plans"): (Case("create", provider_admins, fixed("/plans", catalog.new_plan), SELF),),
@@ -683,8 +689,11 @@ MATRIX: dict[tuple[str, str], tuple[Case, ...]] = {
     ("POST", "/services/{service_id}/cap-reached"): (
         Case("cap", write(SERVICES), services.on_service("/cap-reached")),
     ),
-    ("POST", "/services/{service_id}/top-up"): (
-        Case("top up", write(SERVICES), services.on_service("/top-up")),
+    # The matrix plan has no data cap: reading the cap and topping it up answer 409 too.
+    ("GET", "/services/{service_id}/cap"): (Case("cap", read, services.on_service("/cap")),),
+    ("GET", "/services/{service_id}/top-ups"): (Case("list", read, services.on_service("/top-ups")),),
+    ("POST", "/services/{service_id}/top-ups"): (
+        Case("top up", write(SERVICES), services.on_service("/top-ups", {"bytes": 1000})),
     ),
     # child connections
     ("POST", "/accounts/{account_id}/child-connections"): (
@@ -721,6 +730,20 @@ MATRIX: dict[tuple[str, str], tuple[Case, ...]] = {
         ),
         Case("all", anyone_signed_in, fixed("/dual-device-users"), SELF),
     ),
+    # usage: meters are the provider's catalog; a batch of events is answered per event
+    ("GET", "/meters"): (Case("list", anyone_signed_in, fixed("/meters"), SELF),),
+    ("POST", "/meters"): (Case("create", provider_admins, fixed("/meters", usage.new_meter), SELF),),
+    ("GET", "/meters/{meter_id}"): (Case("get", usage.meter_read, usage.meter(), SELF),),
+    ("PATCH", "/meters/{meter_id}"): (
+        Case("rename", usage.meter_write, usage.meter(body={"name": "Renamed"}), SELF),
+    ),
+    ("DELETE", "/meters/{meter_id}"): (Case("delete", usage.meter_write, usage.meter(), SELF),),
+    ("POST", "/usage-events"): (
+        Case("by account", usage.report_usage, usage.report("account_id"), check=usage.reported),
+        Case("by service", usage.report_usage, usage.report("service_id"), check=usage.reported),
+    ),
+    ("GET", "/accounts/{account_id}/usage"): (Case("subtree", read, usage.account_usage()),),
+    ("GET", "/services/{service_id}/usage"): (Case("service", read, usage.service_usage()),),
 }
 
 

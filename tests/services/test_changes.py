@@ -17,6 +17,8 @@ from boughs.kit.periods import Period
 from boughs.services import changes, lifecycle
 from boughs.services.changes import ChangePlanRequest, ScheduledChangeCreate
 from boughs.services.models import ServicePlanChange
+from boughs.usage import caps
+from boughs.usage.schemas import TopUpCreate
 from tests.services.lifecycle_support import (
     day,
     history,
@@ -292,23 +294,36 @@ async def test_top_up_lifts_the_cap(ctx_factory, world) -> None:  # type: ignore
     sid = await capped_service(ctx_factory, world)
     async with ctx_factory() as ctx:
         await changes.cap_reached(ctx, await load(ctx, sid))
-        service = await changes.top_up(ctx, await load(ctx, sid))
+        top_up = await caps.add_top_up(ctx, sid, TopUpCreate(bytes=10**8))
+        assert top_up.period_start == day("2026-01-10")
+        service = await load(ctx, sid)
         assert (service.status, service.status_reason, service.cap_resets_at) == ("active", "top_up", None)
+        assert [h[2] for h in await history(ctx, sid)] == ["manual", "cap", "top_up"]
+        # A top-up of a service its cap does not hold only raises the cap.
+        await caps.add_top_up(ctx, sid, TopUpCreate(bytes=1))
         assert [h[2] for h in await history(ctx, sid)] == ["manual", "cap", "top_up"]
     with pytest.raises(Conflict):
         async with ctx_factory() as ctx:
-            await changes.top_up(ctx, await load(ctx, sid))
+            await caps.add_top_up(ctx, world["service"], TopUpCreate(bytes=1))
 
 
-async def test_a_throttling_cap_keeps_the_service_active(ctx_factory, world) -> None:  # type: ignore[no-untyped-def]
+async def test_a_throttling_cap_keeps_the_service_active(ctx_factory, world, clock) -> None:  # type: ignore[no-untyped-def]
     sid = await capped_service(ctx_factory, world, "Throttled")
     async with ctx_factory() as ctx:
         assert await changes.cap_reached(ctx, await load(ctx, sid)) == "throttled"
-        assert await state(ctx, sid) == ("active", "manual")
+        service = await load(ctx, sid)
+        assert (service.status, service.status_reason) == ("active", "manual")
+        # Until midnight of 2026-02-10 in Auckland, when the next period begins.
+        assert service.throttled_until == datetime(2026, 2, 9, 11, 0, tzinfo=UTC)
         actions = (
             await ctx.session.execute(select(AuditEvent.action).where(AuditEvent.entity_id == str(sid)))
         ).scalars()
         assert "cap_throttled" in list(actions)
+    clock.set(datetime(2026, 2, 9, 11, 0, tzinfo=UTC))
+    async with ctx_factory() as ctx:
+        assert await lifecycle.reset_caps(ctx) == []  # nothing was disabled
+        service = await load(ctx, sid)
+        assert service.throttled_until is None and service.status == "active"
 
 
 async def test_a_plan_without_a_cap_cannot_reach_one(ctx_factory, world) -> None:  # type: ignore[no-untyped-def]

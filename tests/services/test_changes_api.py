@@ -82,9 +82,14 @@ async def test_cap_reached_and_top_up(client, ctx_factory, world) -> None:  # ty
     assert r.json()["service"]["status"] == "disabled" and r.json()["service"]["cap_resets_at"].startswith(
         "2026-02-01T00:00:00"
     )
-    r = await client.post(f"/api/v1/services/{sid}/top-up")
-    assert r.status_code == 200 and r.json()["status"] == "active"
-    r = await client.post(f"/api/v1/services/{sid}/top-up")
+    r = await client.post(f"/api/v1/services/{sid}/top-ups", json={"bytes": 1000, "note": "extra"})
+    assert r.status_code == 201, r.text
+    assert (r.json()["bytes"], r.json()["note"]) == (1000, "extra")
+    r = await client.get(f"/api/v1/services/{sid}")
+    assert (r.json()["status"], r.json()["status_reason"]) == ("active", "top_up")
+    r = await client.post(f"/api/v1/services/{sid}/top-ups", json={"bytes": 0})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "bytes", r.text
+    r = await client.post(f"/api/v1/services/{world['service']}/top-ups", json={"bytes": 1})
     assert r.status_code == 409
     r = await client.post(f"/api/v1/services/{world['service']}/cap-reached")
     assert r.status_code == 409

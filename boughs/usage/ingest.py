@@ -1,0 +1,397 @@
+"""Taking usage in: every event of a batch is accepted, a duplicate, a conflict or
+rejected with its reason, and a valid event is never lost to a bad neighbour.
+
+An event is stored once per provider (the sender's id is the key) and, in the same
+transaction, added to the hourly rollups of its service, its account and every account
+its account sat under when the usage happened. A duplicate adds nothing, so rollups
+equal the sum of the stored events however batches interleave or repeat.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pydantic import ValidationError
+
+from boughs.authz.permissions import Permission
+from boughs.authz.scope import scope_of
+from boughs.context import Ctx
+from boughs.kit.paths import ids_of
+from boughs.providers import repository as providers
+from boughs.usage import caps, repository
+from boughs.usage.models import Aggregation, Meter, RollupKind
+from boughs.usage.repository import RollupDelta, Subject
+from boughs.usage.schemas import SUBJECTS, EventIn, EventResult, EventStatus
+
+# How far ahead of our clock an event's timestamp may be: senders' clocks drift.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+# The largest quantity one event may carry, in the meter's smallest step: rollup rows are
+# BIGINT sums, and this leaves room for a thousand such events in one row, so no batch of
+# valid events can overflow one (far beyond any real measurement: 9 PB in bytes).
+MAX_SCALED = 2**53
+
+
+@dataclass
+class Candidate:
+    """An event that passed its own checks, on its way to storage."""
+
+    index: int
+    event: EventIn
+    meter: Meter
+    scaled: int
+    fingerprint: str
+    subject: Subject | None = None
+    unique_value: str | None = None
+    late: bool = False
+
+
+@dataclass
+class Batch:
+    results: list[EventResult | None]
+    candidates: list[Candidate] = field(default_factory=list)
+    # The fingerprint stored under each id a candidate named: what a repeat is compared with.
+    stored_prints: dict[str, str] = field(default_factory=dict)
+
+    def reject(self, index: int, event_id: str | None, reason: str) -> None:
+        self.results[index] = EventResult(
+            index=index, id=event_id, status=EventStatus.rejected, reason=reason
+        )
+
+
+def _reason(error: ValidationError) -> str:
+    parts = []
+    for problem in error.errors():
+        where = ".".join(str(p) for p in problem["loc"])
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where and not message.startswith(f"{where}:") else message)
+    return "; ".join(parts)
+
+
+def fingerprint(event: EventIn) -> str:
+    """What the sender said, canonically: numbers and times compare by value, not spelling."""
+    subject = next((name, getattr(event, name)) for name in SUBJECTS if getattr(event, name) is not None)
+    content = {
+        "meter": event.meter,
+        "quantity": format(event.quantity.normalize(), "f"),
+        "timestamp": event.timestamp.astimezone(UTC).isoformat(),
+        "subject": [subject[0], str(subject[1])],
+        "properties": event.properties,
+    }
+    digest = hashlib.blake2b(json.dumps(content, sort_keys=True, default=str).encode(), digest_size=16)
+    return digest.hexdigest()
+
+
+def scale(quantity: Decimal, precision: int) -> int | None:
+    """The quantity in the meter's smallest step, or None when it has finer digits."""
+    scaled = quantity.scaleb(precision)
+    if scaled != scaled.to_integral_value():
+        return None
+    return int(scaled)
+
+
+async def ingest(ctx: Ctx, raw_events: Sequence[Any]) -> list[EventResult]:
+    batch = Batch(results=[None] * len(raw_events))
+    provider = await providers.get(ctx.session, ctx.provider_id)
+    now = ctx.now()
+    oldest = now - timedelta(days=provider.usage_retention_days)
+
+    parsed: list[tuple[int, EventIn]] = []
+    for index, raw in enumerate(raw_events):
+        raw_id = raw.get("id") if isinstance(raw, dict) else None
+        event_id = raw_id if isinstance(raw_id, str) else None
+        if not isinstance(raw, dict):
+            batch.reject(index, None, "event: must be a JSON object")
+            continue
+        try:
+            event = EventIn.model_validate(raw)
+        except ValidationError as error:
+            batch.reject(index, event_id, _reason(error))
+            continue
+        if event.timestamp > now + FUTURE_TOLERANCE:
+            batch.reject(index, event.id, "timestamp: is in the future; send the time the usage happened")
+            continue
+        if event.timestamp < oldest:
+            batch.reject(
+                index, event.id,
+                f"timestamp: is older than the {provider.usage_retention_days}-day retention window; "
+                "usage that old can no longer be taken",
+            )  # fmt: skip
+            continue
+        parsed.append((index, event))
+
+    meters = await repository.meters_by_code(
+        ctx.session, ctx.provider_id, sorted({e.meter for _, e in parsed})
+    )
+    first_of: dict[str, Candidate] = {}
+    repeats: list[tuple[int, EventIn, str]] = []
+    for index, event in parsed:
+        meter = meters.get(event.meter)
+        if meter is None:
+            batch.reject(
+                index,
+                event.id,
+                f"meter: there is no meter '{event.meter}'; create it with POST /api/v1/meters",
+            )
+            continue
+        scaled = scale(event.quantity, meter.precision)
+        if scaled is None:
+            step = "whole numbers" if meter.precision == 0 else f"at most {meter.precision} decimal places"
+            batch.reject(index, event.id, f"quantity: meter '{meter.code}' takes {step} of {meter.unit}")
+            continue
+        if scaled > MAX_SCALED:
+            most = format(Decimal(MAX_SCALED).scaleb(-meter.precision), "f")
+            batch.reject(
+                index, event.id,
+                f"quantity: is more than one event may carry ({most} {meter.unit}); split it into events",
+            )  # fmt: skip
+            continue
+        unique_value: str | None = None
+        if meter.aggregation == Aggregation.unique_count.value:
+            value = (event.properties or {}).get(meter.unique_property or "")
+            if (
+                not isinstance(value, str | int)
+                or isinstance(value, bool)
+                or not str(value)
+                or len(str(value)) > 200
+            ):
+                batch.reject(
+                    index, event.id,
+                    f"properties.{meter.unique_property}: meter '{meter.code}' counts distinct values of "
+                    "this property; give it as a string or integer of at most 200 characters",
+                )  # fmt: skip
+                continue
+            unique_value = str(value)
+        print_ = fingerprint(event)
+        if event.id in first_of:
+            repeats.append((index, event, print_))
+            continue
+        candidate = Candidate(index, event, meter, scaled, print_, unique_value=unique_value)
+        first_of[event.id] = candidate
+        batch.candidates.append(candidate)
+
+    await _resolve_subjects(ctx, batch)
+    stored = await _store(ctx, batch)
+    for index, event, print_ in repeats:
+        first = first_of[event.id]
+        earlier = batch.results[first.index]
+        assert earlier is not None
+        if earlier.status == EventStatus.rejected:
+            batch.reject(index, event.id, earlier.reason or "rejected")
+        elif print_ == batch.stored_prints.get(event.id):
+            batch.results[index] = EventResult(index=index, id=event.id, status=EventStatus.duplicate)
+        else:
+            batch.results[index] = _conflict(index, event.id)
+    await _roll_up(ctx, stored)
+    return [r for r in batch.results if r is not None]
+
+
+def _conflict(index: int, event_id: str) -> EventResult:
+    return EventResult(
+        index=index, id=event_id, status=EventStatus.conflict,
+        reason="id: an event with this id and different content was already taken; "
+        "give a new event a new id, and resend an event exactly as first sent",
+    )  # fmt: skip
+
+
+async def _resolve_subjects(ctx: Ctx, batch: Batch) -> None:
+    scope = await scope_of(ctx)
+    wanted: dict[str, set[Any]] = {name: set() for name in SUBJECTS}
+    for c in batch.candidates:
+        for name in SUBJECTS:
+            value = getattr(c.event, name)
+            if value is not None:
+                wanted[name].add(value)
+    found: dict[str, dict[Any, Subject]] = {
+        "account_id": await repository.accounts_by_id(ctx.session, scope, sorted(wanted["account_id"])),
+        "external_account_id": await repository.accounts_by_external_id(
+            ctx.session, scope, sorted(wanted["external_account_id"])
+        ),
+        "service_id": await repository.services_by_id(ctx.session, scope, sorted(wanted["service_id"])),
+        "login": await repository.services_by_login(ctx.session, scope, sorted(wanted["login"])),
+        # SIMs arrive with the inventory; until then no ICCID names a subject.
+        "iccid": {},
+    }
+    kept: list[Candidate] = []
+    for c in batch.candidates:
+        name = next(n for n in SUBJECTS if getattr(c.event, n) is not None)
+        value = getattr(c.event, name)
+        subject = found[name].get(value)
+        if subject is None:
+            batch.reject(
+                c.index, c.event.id, f"{name}: no {_subject_noun(name)} {value!r} that you can reach"
+            )
+            continue
+        if not scope.allows(subject.path, Permission.manage_services):
+            batch.reject(
+                c.index, c.event.id,
+                f"{name}: your role does not allow reporting usage for account {subject.account_id}",
+            )  # fmt: skip
+            continue
+        c.subject = subject
+        c.late = subject.billed_until is not None and c.event.timestamp < subject.billed_until
+        kept.append(c)
+    batch.candidates = kept
+
+
+def _subject_noun(name: str) -> str:
+    return {
+        "account_id": "account",
+        "external_account_id": "account with external id",
+        "service_id": "service",
+        "login": "live service with login",
+        "iccid": "SIM with ICCID",
+    }[name]
+
+
+async def _store(ctx: Ctx, batch: Batch) -> list[Candidate]:
+    """Insert what is new; classify the rest against what is stored."""
+    now = ctx.now()
+    ordered = sorted(batch.candidates, key=lambda c: c.event.id)
+    rows = []
+    for c in ordered:
+        assert c.subject is not None
+        rows.append(
+            {
+                "provider_id": ctx.provider_id,
+                "event_key": c.event.id,
+                "meter_id": c.meter.id,
+                "account_id": c.subject.account_id,
+                "service_id": c.subject.service_id,
+                "quantity": c.scaled,
+                "occurred_at": c.event.timestamp.astimezone(UTC),
+                "received_at": now,
+                "fingerprint": c.fingerprint,
+                "late": c.late,
+                "properties": c.event.properties,
+            }
+        )
+    inserted = await repository.insert_new_events(ctx.session, rows)
+    seen = [c for c in ordered if c.event.id not in inserted]
+    stored_prints = await repository.fingerprints(ctx.session, ctx.provider_id, [c.event.id for c in seen])
+    batch.stored_prints.update(stored_prints)
+    batch.stored_prints.update({c.event.id: c.fingerprint for c in ordered if c.event.id in inserted})
+    for c in seen:
+        if stored_prints.get(c.event.id) == c.fingerprint:
+            batch.results[c.index] = EventResult(index=c.index, id=c.event.id, status=EventStatus.duplicate)
+        else:
+            batch.results[c.index] = _conflict(c.index, c.event.id)
+    accepted = [c for c in ordered if c.event.id in inserted]
+    for c in accepted:
+        batch.results[c.index] = EventResult(
+            index=c.index, id=c.event.id, status=EventStatus.accepted, late=c.late
+        )
+    return accepted
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+async def chains_at(ctx: Ctx, accepted: list[Candidate]) -> dict[int, tuple[int, ...]]:
+    """Each candidate's account chain (root first) as it stood when its usage happened.
+
+    The current chain holds for usage since its newest link; older usage (reported after
+    a move) walks the link history.
+    """
+    current: dict[int, tuple[int, ...]] = {}
+    for c in accepted:
+        assert c.subject is not None
+        current[c.subject.account_id] = tuple(ids_of(c.subject.path))
+    members = {i for chain in current.values() for i in chain}
+    starts = await repository.open_link_starts(ctx.session, ctx.provider_id, sorted(members))
+    since = {
+        account: max((starts[i] for i in chain if i in starts), default=None)
+        for account, chain in current.items()
+    }
+    chains: dict[int, tuple[int, ...]] = {}
+    history: dict[tuple[int, datetime], tuple[int, ...]] = {}
+    for c in accepted:
+        assert c.subject is not None
+        account = c.subject.account_id
+        valid_since = since[account]
+        if valid_since is None or c.event.timestamp >= valid_since:
+            chains[c.index] = current[account]
+            continue
+        key = (account, c.event.timestamp)
+        if key not in history:
+            history[key] = await _chain_back_then(ctx, account, c.event.timestamp)
+        chains[c.index] = history[key]
+    return chains
+
+
+async def _chain_back_then(ctx: Ctx, account_id: int, at: datetime) -> tuple[int, ...]:
+    chain = [account_id]
+    while True:
+        found, parent = await repository.parent_at(ctx.session, chain[-1], at)
+        if not found or parent is None or parent in chain:
+            break
+        chain.append(parent)
+    return tuple(reversed(chain))
+
+
+async def _roll_up(ctx: Ctx, accepted: list[Candidate]) -> None:
+    if not accepted:
+        return
+    chains = await chains_at(ctx, accepted)
+    sums: dict[tuple[int, str, int, datetime], list[int]] = {}
+    uniques: set[tuple[int, str, int, datetime, str, int]] = set()
+
+    def add(c: Candidate, kind: RollupKind, subject_id: int, account_id: int, hour: datetime) -> None:
+        key = (c.meter.id, kind.value, subject_id, hour)
+        row = sums.get(key)
+        if row is None:
+            sums[key] = [account_id, c.scaled, c.scaled, 1]
+        else:
+            row[1] += c.scaled
+            row[2] = max(row[2], c.scaled)
+            row[3] += 1
+        if c.unique_value is not None:
+            uniques.add((c.meter.id, kind.value, subject_id, hour, c.unique_value, account_id))
+
+    for c in accepted:
+        assert c.subject is not None
+        hour = hour_of(c.event.timestamp)
+        if c.subject.service_id is not None:
+            add(c, RollupKind.service, c.subject.service_id, c.subject.account_id, hour)
+        add(c, RollupKind.account, c.subject.account_id, c.subject.account_id, hour)
+        for member in chains[c.index]:
+            add(c, RollupKind.subtree, member, member, hour)
+
+    deltas = [RollupDelta(*key, *values) for key, values in sorted(sums.items())]
+    await repository.add_to_rollups(ctx.session, ctx.provider_id, deltas)
+    if uniques:
+        await repository.add_unique_values(
+            ctx.session,
+            [
+                {
+                    "meter_id": m,
+                    "kind": k,
+                    "subject_id": s,
+                    "hour": h,
+                    "value": v,
+                    "provider_id": ctx.provider_id,
+                    "account_id": a,
+                }
+                for m, k, s, h, v, a in sorted(uniques)
+            ],
+        )
+    await caps.observe(
+        ctx,
+        [
+            caps.CapUsageDelta(
+                service_id=c.subject.service_id,
+                account_id=c.subject.account_id,
+                chain=chains[c.index],
+                occurred_at=c.event.timestamp.astimezone(UTC),
+                bytes=c.scaled,
+            )
+            for c in accepted
+            if c.meter.counts_toward_cap and c.subject is not None
+        ],
+    )

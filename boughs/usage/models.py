@@ -1,0 +1,215 @@
+"""Metered usage: what is measured (meters), what was reported (events), and the hourly
+rollups that answer usage questions without reading events.
+
+Quantities are integers in the meter's smallest step (``10**-precision`` of its unit),
+so sums are exact on both engines and nothing is rounded on the way in.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from boughs.db import Base
+from boughs.kit.types import BigId, JSONDoc, UTCDateTime
+
+
+def _in(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
+
+
+class Aggregation(StrEnum):
+    sum = "sum"
+    max = "max"
+    count = "count"  # type: ignore[assignment]  # shadows str.count, harmlessly
+    unique_count = "unique_count"
+
+
+class RollupKind(StrEnum):
+    """Whose usage a rollup row holds: one service's, one account's own (its services and
+    events reported on the account itself), or an account's whole subtree as it stood
+    when the usage happened."""
+
+    service = "service"
+    account = "account"
+    subtree = "subtree"
+
+
+class Meter(Base):
+    """Something the provider measures and may bill: bytes, minutes, SIM data, API calls."""
+
+    __tablename__ = "meters"
+    __table_args__ = (
+        UniqueConstraint("provider_id", "code"),
+        CheckConstraint(_in("aggregation", Aggregation), name="aggregation"),
+        CheckConstraint("precision >= 0 AND precision <= 6", name="precision"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    unit: Mapped[str] = mapped_column(String(32))
+    aggregation: Mapped[str] = mapped_column(String(16))
+    # Decimal places a quantity may carry; quantities are stored as integers of that step.
+    precision: Mapped[int] = mapped_column(Integer, default=0)
+    # unique_count meters count distinct values of this event property.
+    unique_property: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Usage of this meter counts toward plans' data caps (bytes).
+    counts_toward_cap: Mapped[bool] = mapped_column(Boolean, default=False)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class UsageEvent(Base):
+    """One reported measurement, stored once: ``event_key`` is the sender's id."""
+
+    __tablename__ = "usage_events"
+    __table_args__ = (
+        UniqueConstraint("provider_id", "event_key"),
+        Index("ix_usage_events_provider_id_occurred_at", "provider_id", "occurred_at"),
+        Index("ix_usage_events_account_id_occurred_at", "account_id", "occurred_at"),
+        # Only late events are looked up by lateness (billing's adjustments): a partial index.
+        Index(
+            "ix_usage_events_late_account_id",
+            "account_id",
+            sqlite_where=text("late"),
+            postgresql_where=text("late"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    event_key: Mapped[str] = mapped_column(String(200))
+    meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id", ondelete="RESTRICT"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    service_id: Mapped[int | None] = mapped_column(
+        ForeignKey("services.id", ondelete="SET NULL"), nullable=True
+    )
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # A digest of what the sender sent: the same id with other content is a conflict.
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    # Reported after the period it belongs to was invoiced: billed as an adjustment.
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    properties: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, nullable=True)
+
+
+class UsageRollup(Base):
+    """The usage of one meter in one UTC hour, for a service, an account or a subtree.
+
+    Subtree rows are written for the account and each of its ancestors as the tree stood
+    when the usage happened, so a later move never rewrites where past usage pooled.
+    """
+
+    __tablename__ = "usage_rollups"
+    __table_args__ = (
+        PrimaryKeyConstraint("meter_id", "kind", "subject_id", "hour"),
+        CheckConstraint(_in("kind", RollupKind), name="kind"),
+        Index("ix_usage_rollups_account_id", "account_id"),
+    )
+
+    meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id", ondelete="RESTRICT"))
+    kind: Mapped[str] = mapped_column(String(8))
+    subject_id: Mapped[int] = mapped_column(BigId)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    # The account the row belongs to (the subtree's top for subtree rows): it goes with it.
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    total: Mapped[int] = mapped_column(BigInteger)
+    peak: Mapped[int] = mapped_column(BigInteger)
+    events: Mapped[int] = mapped_column(BigInteger)
+
+
+class UsageUniqueValue(Base):
+    """The distinct values a unique_count meter saw in an hour, per rollup subject."""
+
+    __tablename__ = "usage_unique_values"
+    __table_args__ = (
+        PrimaryKeyConstraint("meter_id", "kind", "subject_id", "hour", "value"),
+        Index("ix_usage_unique_values_account_id", "account_id"),
+    )
+
+    meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id", ondelete="RESTRICT"))
+    kind: Mapped[str] = mapped_column(String(8))
+    subject_id: Mapped[int] = mapped_column(BigId)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime)
+    value: Mapped[str] = mapped_column(String(200))
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+
+
+class CapUsage(Base):
+    """Bytes a capped service (or, for a pooled cap, its subtree) used in one pay period."""
+
+    __tablename__ = "cap_usage"
+    __table_args__ = (PrimaryKeyConstraint("service_id", "period_start"),)
+
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
+    period_start: Mapped[date] = mapped_column(Date)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    used_bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class CapAlert(Base):
+    """A cap threshold crossed in a period: written once, whatever the number of workers.
+
+    ``cap_bytes`` is part of the key: a top-up raises the cap, and crossing the raised cap
+    is a new crossing.
+    """
+
+    __tablename__ = "cap_alerts"
+    __table_args__ = (
+        UniqueConstraint("service_id", "period_start", "threshold_percent", "cap_bytes"),
+        Index("ix_cap_alerts_provider_id_created_at", "provider_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    period_start: Mapped[date] = mapped_column(Date)
+    threshold_percent: Mapped[int] = mapped_column(Integer)
+    cap_bytes: Mapped[int] = mapped_column(BigInteger)
+    used_bytes: Mapped[int] = mapped_column(BigInteger)
+    # What the cap action did: warned, disabled, throttled or unchanged.
+    outcome: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TopUp(Base):
+    """Bytes added to a capped service's allowance for one pay period."""
+
+    __tablename__ = "top_ups"
+    __table_args__ = (
+        Index("ix_top_ups_service_id_period_start", "service_id", "period_start"),
+        CheckConstraint("bytes > 0", name="bytes"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
+    period_start: Mapped[date] = mapped_column(Date)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_by_user_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,443 @@
+"""Every query about meters, usage events and their rollups.
+
+The ingest path writes with one statement per table per batch, keys sorted, so that
+concurrent batches on PostgreSQL lock rows in the same order and never deadlock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import String, delete, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from boughs.accounts.models import Account, AccountLink
+from boughs.authz.scope import Scope
+from boughs.kit.types import storable_id
+from boughs.services.models import Service, ServiceStatus
+from boughs.usage.models import (
+    Meter,
+    UsageEvent,
+    UsageRollup,
+    UsageUniqueValue,
+)
+
+# Rows per statement: well under SQLite's 32,766 bound parameters and PostgreSQL's 65,535.
+CHUNK = 500
+
+
+def dialect_insert(session: AsyncSession, table: Any) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _columns(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[str, Any]:
+    """Rows as one array per column: PostgreSQL takes a whole batch as a single statement
+    over unnest(), several times faster than a parameter set per row."""
+    out: dict[str, Any] = {name: [row[name] for row in rows] for name in columns}
+    out["provider_id"] = rows[0]["provider_id"]
+    return out
+
+
+_EVENT_COLUMNS = (
+    "event_key", "meter_id", "account_id", "service_id", "quantity",
+    "occurred_at", "received_at", "fingerprint", "late", "properties",
+)  # fmt: skip
+_PG_INSERT_EVENTS = text(
+    """
+    INSERT INTO usage_events (provider_id, event_key, meter_id, account_id, service_id, quantity,
+                              occurred_at, received_at, fingerprint, late, properties)
+    SELECT :provider_id, e.event_key, e.meter_id, e.account_id, e.service_id, e.quantity,
+           e.occurred_at, e.received_at, e.fingerprint, e.late, CAST(e.properties AS jsonb)
+    FROM unnest(CAST(:event_key AS text[]), CAST(:meter_id AS bigint[]), CAST(:account_id AS bigint[]),
+                CAST(:service_id AS bigint[]), CAST(:quantity AS bigint[]),
+                CAST(:occurred_at AS timestamptz[]), CAST(:received_at AS timestamptz[]),
+                CAST(:fingerprint AS text[]), CAST(:late AS boolean[]), CAST(:properties AS text[]))
+         AS e(event_key, meter_id, account_id, service_id, quantity, occurred_at, received_at,
+              fingerprint, late, properties)
+    ON CONFLICT (provider_id, event_key) DO NOTHING
+    RETURNING event_key
+    """
+).columns(event_key=String)
+_ROLLUP_COLUMNS = ("meter_id", "kind", "subject_id", "hour", "account_id", "total", "peak", "events")
+_PG_ADD_TO_ROLLUPS = text(
+    """
+    INSERT INTO usage_rollups AS r (meter_id, kind, subject_id, hour, provider_id, account_id,
+                                    total, peak, events)
+    SELECT d.meter_id, d.kind, d.subject_id, d.hour, :provider_id, d.account_id, d.total, d.peak, d.events
+    FROM unnest(CAST(:meter_id AS bigint[]), CAST(:kind AS text[]), CAST(:subject_id AS bigint[]),
+                CAST(:hour AS timestamptz[]), CAST(:account_id AS bigint[]), CAST(:total AS bigint[]),
+                CAST(:peak AS bigint[]), CAST(:events AS bigint[]))
+         AS d(meter_id, kind, subject_id, hour, account_id, total, peak, events)
+    ON CONFLICT (meter_id, kind, subject_id, hour) DO UPDATE
+    SET total = r.total + excluded.total,
+        peak = greatest(r.peak, excluded.peak),
+        events = r.events + excluded.events
+    """
+)
+
+
+# The ingest path talks to SQLite at driver level: binding each value through SQLAlchemy's
+# types costs more than the write itself. Values are stored exactly as those types store them.
+SQLITE_ROWS_PER_STATEMENT = 400
+
+
+def _sqlite_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return value
+
+
+_SQLITE_ADD_TO_ROLLUPS = """
+    INSERT INTO usage_rollups (provider_id, meter_id, kind, subject_id, hour, account_id, total, peak, events)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (meter_id, kind, subject_id, hour) DO UPDATE
+    SET total = total + excluded.total,
+        peak = max(peak, excluded.peak),
+        events = events + excluded.events
+"""
+
+
+def chunks(rows: Sequence[Any], size: int = CHUNK) -> list[Sequence[Any]]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+# --- meters ----------------------------------------------------------------------------------
+
+
+async def meters_by_code(session: AsyncSession, provider_id: int, codes: Sequence[str]) -> dict[str, Meter]:
+    if not codes:
+        return {}
+    rows = await session.scalars(select(Meter).where(Meter.provider_id == provider_id, Meter.code.in_(codes)))
+    return {m.code: m for m in rows}
+
+
+async def get_meter(session: AsyncSession, provider_id: int, meter_id: int) -> Meter | None:
+    if not storable_id(meter_id):
+        return None
+    return await session.scalar(select(Meter).where(Meter.provider_id == provider_id, Meter.id == meter_id))
+
+
+async def list_meters(session: AsyncSession, provider_id: int, after: int | None, limit: int) -> list[Meter]:
+    query = select(Meter).where(Meter.provider_id == provider_id)
+    if after is not None:
+        query = query.where(Meter.id > after)
+    return list(await session.scalars(query.order_by(Meter.id).limit(limit)))
+
+
+async def meter_in_use(session: AsyncSession, meter: Meter) -> bool:
+    used = await session.scalar(select(UsageRollup.meter_id).where(UsageRollup.meter_id == meter.id).limit(1))
+    if used is None:
+        used = await session.scalar(select(UsageEvent.id).where(UsageEvent.meter_id == meter.id).limit(1))
+    return used is not None
+
+
+async def delete_meter(session: AsyncSession, meter: Meter) -> None:
+    await session.delete(meter)
+    await session.flush()
+
+
+# --- resolving subjects ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Subject:
+    account_id: int
+    path: str
+    billed_until: datetime | None
+    service_id: int | None = None
+
+
+_ACCOUNT_COLUMNS = (Account.id, Account.path, Account.usage_billed_until)
+
+
+async def accounts_by_id(session: AsyncSession, scope: Scope, ids: Sequence[int]) -> dict[int, Subject]:
+    ids = [i for i in ids if storable_id(i)]
+    found: dict[int, Subject] = {}
+    for part in chunks(ids):
+        rows = await session.execute(
+            select(*_ACCOUNT_COLUMNS).where(
+                Account.provider_id == scope.provider_id,
+                Account.id.in_(part),
+                scope.path_condition(Account.path),
+            )
+        )
+        found.update({r.id: Subject(r.id, r.path, r.usage_billed_until) for r in rows})
+    return found
+
+
+async def accounts_by_external_id(
+    session: AsyncSession, scope: Scope, external_ids: Sequence[str]
+) -> dict[str, Subject]:
+    found: dict[str, Subject] = {}
+    for part in chunks(external_ids):
+        rows = await session.execute(
+            select(Account.external_id, *_ACCOUNT_COLUMNS).where(
+                Account.provider_id == scope.provider_id,
+                Account.external_id.in_(part),
+                scope.path_condition(Account.path),
+            )
+        )
+        found.update({r.external_id: Subject(r.id, r.path, r.usage_billed_until) for r in rows})
+    return found
+
+
+async def services_by_id(session: AsyncSession, scope: Scope, ids: Sequence[int]) -> dict[int, Subject]:
+    ids = [i for i in ids if storable_id(i)]
+    found: dict[int, Subject] = {}
+    for part in chunks(ids):
+        rows = await session.execute(
+            select(Service.id.label("service_id"), *_ACCOUNT_COLUMNS)
+            .join(Account, Account.id == Service.account_id)
+            .where(
+                Service.provider_id == scope.provider_id,
+                Service.id.in_(part),
+                scope.path_condition(Account.path),
+            )
+        )
+        found.update({r.service_id: Subject(r.id, r.path, r.usage_billed_until, r.service_id) for r in rows})
+    return found
+
+
+async def services_by_login(session: AsyncSession, scope: Scope, logins: Sequence[str]) -> dict[str, Subject]:
+    """Logins are unique among live services; an archived service's login is free again."""
+    found: dict[str, Subject] = {}
+    for part in chunks(logins):
+        rows = await session.execute(
+            select(Service.login, Service.id.label("service_id"), *_ACCOUNT_COLUMNS)
+            .join(Account, Account.id == Service.account_id)
+            .where(
+                Service.provider_id == scope.provider_id,
+                Service.login.in_(part),
+                Service.status != ServiceStatus.archived.value,
+                scope.path_condition(Account.path),
+            )
+        )
+        found.update({r.login: Subject(r.id, r.path, r.usage_billed_until, r.service_id) for r in rows})
+    return found
+
+
+async def open_link_starts(
+    session: AsyncSession, provider_id: int, ids: Sequence[int]
+) -> dict[int, datetime]:
+    """When each of these accounts that has ever moved took its current place.
+
+    An account that never moved has had its parent since it was created, and usage dated
+    before its creation counts where it was first placed: it sets no bound.
+    """
+    found: dict[int, datetime] = {}
+    for part in chunks(list(ids)):
+        rows = await session.execute(
+            select(AccountLink.child_id, func.max(AccountLink.valid_from))
+            .where(AccountLink.child_id.in_(part))
+            .group_by(AccountLink.child_id)
+            .having(func.count() > 1)
+        )
+        found.update({child: since for child, since in rows})
+    return found
+
+
+async def parent_at(session: AsyncSession, account_id: int, at: datetime) -> tuple[bool, int | None]:
+    """The account's parent at ``at`` from its link history: (found, parent_id).
+
+    Before the account's first link (usage dated before it was created) its first place
+    counts.
+    """
+    row = await session.execute(
+        select(AccountLink.parent_id)
+        .where(
+            AccountLink.child_id == account_id,
+            AccountLink.valid_from <= at,
+            (AccountLink.valid_to.is_(None)) | (AccountLink.valid_to > at),
+        )
+        .limit(1)
+    )
+    found = row.first()
+    if found is not None:
+        return True, found[0]
+    first = await session.execute(
+        select(AccountLink.parent_id)
+        .where(AccountLink.child_id == account_id)
+        .order_by(AccountLink.valid_from)
+        .limit(1)
+    )
+    earliest = first.first()
+    return (earliest is not None, earliest[0] if earliest is not None else None)
+
+
+# --- storing events ------------------------------------------------------------------------
+
+
+async def insert_new_events(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert the events whose key the provider has not seen; returns the keys stored now.
+
+    ``rows`` must be sorted by event_key (lock order). A key another transaction is
+    inserting waits for it, then counts as seen.
+    """
+    if not rows:
+        return set()
+    if _is_postgres(session):
+        columns = _columns(rows, _EVENT_COLUMNS)
+        columns["properties"] = [None if p is None else json.dumps(p) for p in columns["properties"]]
+        return set((await session.execute(_PG_INSERT_EVENTS, columns)).scalars())
+    connection = await session.connection()
+    stored: set[str] = set()
+    width = len(_EVENT_COLUMNS) + 1
+    for part in chunks(rows, SQLITE_ROWS_PER_STATEMENT):
+        values = ", ".join(["(" + ", ".join(["?"] * width) + ")"] * len(part))
+        flat: list[Any] = []
+        for row in part:
+            flat.append(row["provider_id"])
+            flat.extend(_sqlite_value(row[name]) for name in _EVENT_COLUMNS)
+        result = await connection.exec_driver_sql(
+            f"INSERT INTO usage_events (provider_id, {', '.join(_EVENT_COLUMNS)}) VALUES {values} "
+            "ON CONFLICT (provider_id, event_key) DO NOTHING RETURNING event_key",
+            tuple(flat),
+        )
+        stored.update(key for (key,) in result)
+    return stored
+
+
+async def fingerprints(session: AsyncSession, provider_id: int, keys: Sequence[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for part in chunks(list(keys)):
+        rows = await session.execute(
+            select(UsageEvent.event_key, UsageEvent.fingerprint).where(
+                UsageEvent.provider_id == provider_id, UsageEvent.event_key.in_(part)
+            )
+        )
+        found.update({key: fingerprint for key, fingerprint in rows})
+    return found
+
+
+@dataclass(frozen=True)
+class RollupDelta:
+    meter_id: int
+    kind: str
+    subject_id: int
+    hour: datetime
+    account_id: int
+    total: int
+    peak: int
+    events: int
+
+
+async def add_to_rollups(session: AsyncSession, provider_id: int, deltas: list[RollupDelta]) -> None:
+    """Add each delta to its hourly row, creating it if needed. ``deltas`` sorted by key."""
+    if not deltas:
+        return
+    rows = [
+        {
+            "provider_id": provider_id,
+            "meter_id": d.meter_id,
+            "kind": d.kind,
+            "subject_id": d.subject_id,
+            "hour": d.hour,
+            "account_id": d.account_id,
+            "total": d.total,
+            "peak": d.peak,
+            "events": d.events,
+        }
+        for d in deltas
+    ]
+    if _is_postgres(session):
+        await session.execute(_PG_ADD_TO_ROLLUPS, _columns(rows, _ROLLUP_COLUMNS))
+        return
+    connection = await session.connection()
+    await connection.exec_driver_sql(
+        _SQLITE_ADD_TO_ROLLUPS,
+        [(provider_id, *(_sqlite_value(row[name]) for name in _ROLLUP_COLUMNS)) for row in rows],
+    )
+
+
+async def add_unique_values(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    statement = dialect_insert(session, UsageUniqueValue.__table__).on_conflict_do_nothing(
+        index_elements=["meter_id", "kind", "subject_id", "hour", "value"]
+    )
+    await session.execute(statement, rows)
+
+
+async def purge_events_before(session: AsyncSession, provider_id: int, before: datetime, limit: int) -> int:
+    ids = list(
+        await session.scalars(
+            select(UsageEvent.id)
+            .where(UsageEvent.provider_id == provider_id, UsageEvent.occurred_at < before)
+            .order_by(UsageEvent.id)
+            .limit(limit)
+        )
+    )
+    if ids:
+        await session.execute(delete(UsageEvent).where(UsageEvent.id.in_(ids)))
+    return len(ids)
+
+
+async def forget_service(session: AsyncSession, provider_id: int, service_id: int) -> None:
+    """A deleted service's own rollups go; its usage stays in its account's and subtree's."""
+    for model in (UsageRollup, UsageUniqueValue):
+        await session.execute(
+            delete(model).where(
+                model.provider_id == provider_id, model.kind == "service", model.subject_id == service_id
+            )
+        )
+
+
+# --- reading rollups -------------------------------------------------------------------------
+
+
+async def hourly(
+    session: AsyncSession, meter_id: int, kind: str, subject_id: int, start: datetime, end: datetime
+) -> list[tuple[datetime, int, int, int]]:
+    """(hour, total, peak, events) for the subject's hours in [start, end)."""
+    rows = await session.execute(
+        select(UsageRollup.hour, UsageRollup.total, UsageRollup.peak, UsageRollup.events)
+        .where(
+            UsageRollup.meter_id == meter_id,
+            UsageRollup.kind == kind,
+            UsageRollup.subject_id == subject_id,
+            UsageRollup.hour >= start,
+            UsageRollup.hour < end,
+        )
+        .order_by(UsageRollup.hour)
+    )
+    return [(r.hour, r.total, r.peak, r.events) for r in rows]
+
+
+async def unique_values(
+    session: AsyncSession, meter_id: int, kind: str, subject_id: int, start: datetime, end: datetime
+) -> list[tuple[datetime, str]]:
+    rows = await session.execute(
+        select(UsageUniqueValue.hour, UsageUniqueValue.value).where(
+            UsageUniqueValue.meter_id == meter_id,
+            UsageUniqueValue.kind == kind,
+            UsageUniqueValue.subject_id == subject_id,
+            UsageUniqueValue.hour >= start,
+            UsageUniqueValue.hour < end,
+        )
+    )
+    return [(r.hour, r.value) for r in rows]
+
+
+async def count_events_of_account(session: AsyncSession, provider_id: int, account_id: int) -> int:
+    found = await session.scalar(
+        select(func.count())
+        .select_from(UsageEvent)
+        .where(UsageEvent.provider_id == provider_id, UsageEvent.account_id == account_id)
+    )
+    return int(found or 0)
