@@ -8,12 +8,14 @@ import os
 import platform
 import socket
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlparse
 
-from benchmarks import hierarchy
+from benchmarks import hierarchy, usage
 from benchmarks.harness import Report
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+SUITES = ("hierarchy", "usage")
 
 
 def _postgres_url(explicit: str | None) -> str | None:
@@ -31,26 +33,60 @@ def _postgres_url(explicit: str | None) -> str | None:
         return None
 
 
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value.replace("_", "").replace(",", "")) if value else default
+
+
 def main() -> None:
+    defaults = usage.Sizes()
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--levels", type=int, default=6, help="tree levels (6 = 1,111,110 accounts)")
-    parser.add_argument("--repeat", type=int, default=20, help="timed runs per figure")
+    parser.add_argument(
+        "--suite", action="append", choices=SUITES, help="run this suite (repeatable); default every suite"
+    )
+    parser.add_argument(
+        "--levels", type=int, default=6, help="hierarchy: tree levels (6 = 1,111,110 accounts)"
+    )
+    parser.add_argument("--repeat", type=int, default=20, help="timed runs per query figure")
+    parser.add_argument(
+        "--usage-levels",
+        type=int,
+        default=_env_int("BOUGHS_BENCH_USAGE_LEVELS", defaults.levels),
+        help="usage: tree levels (5 = 111,110 accounts); env BOUGHS_BENCH_USAGE_LEVELS",
+    )
+    parser.add_argument(
+        "--usage-events",
+        type=int,
+        default=_env_int("BOUGHS_BENCH_USAGE_EVENTS", defaults.events),
+        help="usage: events to ingest (default 1,000,000); env BOUGHS_BENCH_USAGE_EVENTS",
+    )
+    parser.add_argument(
+        "--usage-clients",
+        type=int,
+        default=_env_int("BOUGHS_BENCH_USAGE_CLIENTS", defaults.clients),
+        help="usage: concurrent HTTP clients (default 4); env BOUGHS_BENCH_USAGE_CLIENTS",
+    )
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--sqlite-only", action="store_true")
     args = parser.parse_args()
     postgres = None if args.sqlite_only else _postgres_url(args.postgres_url)
-    report = Report()
-    asyncio.run(hierarchy.run(report, levels=args.levels, postgres_url=postgres, repeat=args.repeat))
-    report.print_table()
-    path = report.write(
-        "hierarchy",
-        {
-            "when": datetime.now(UTC).isoformat(),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            "levels": args.levels,
-        },
-    )
-    print(f"Results written to {path}")
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version()}
+    for suite in args.suite or SUITES:
+        report = Report()
+        extra: dict[str, Any] = {"when": datetime.now(UTC).isoformat(), "machine": machine}
+        if suite == "hierarchy":
+            asyncio.run(hierarchy.run(report, levels=args.levels, postgres_url=postgres, repeat=args.repeat))
+            extra["levels"] = args.levels
+        else:
+            sizes = usage.Sizes(
+                levels=args.usage_levels,
+                events=args.usage_events,
+                clients=args.usage_clients,
+                repeat=args.repeat,
+            )
+            extra.update(asyncio.run(usage.run(report, sizes=sizes, postgres_url=postgres)))
+        report.print_table()
+        print(f"Results written to {report.write(suite, extra)}")
 
 
 if __name__ == "__main__":

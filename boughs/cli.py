@@ -24,9 +24,11 @@ app = typer.Typer(help="Boughs: subscriber management and billing for account hi
 db_app = typer.Typer(help="Database schema.")
 token_app = typer.Typer(help="API tokens.")
 accounts_app = typer.Typer(help="Accounts.")
+usage_app = typer.Typer(help="Usage metering.")
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
 app.add_typer(accounts_app, name="accounts")
+app.add_typer(usage_app, name="usage")
 
 console = Console()
 err = Console(stderr=True)
@@ -235,23 +237,12 @@ def accounts_import(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from boughs.accounts.importer import ImportReport, import_accounts, read_csv
-    from boughs.kit.errors import NotFound
-    from boughs.providers import repository as providers
 
     settings = get_settings()
     require_current_schema(settings)
 
     async def work(db: Database) -> ImportReport:
-        target = provider_id
-        if target is None:
-            async with db.transaction(write=False) as session:
-                first = await providers.first(session)
-            if first is None:
-                raise NotFound(
-                    detail="There is no provider to import into yet.",
-                    fix="create it with `boughs init` (or `boughs demo`) first",
-                )
-            target = first.id
+        target = await _provider_id(db, provider_id)
         with (
             read_csv(file) as rows,
             Progress(
@@ -287,6 +278,115 @@ def accounts_import(
     raise typer.Exit(1)
 
 
+async def _provider_id(db: Database, explicit: int | None) -> int:
+    """The provider a command acts on: the one given, else the install's first."""
+    from boughs.kit.errors import NotFound
+    from boughs.providers import repository as providers
+
+    if explicit is not None:
+        return explicit
+    async with db.transaction(write=False) as session:
+        first = await providers.first(session)
+    if first is None:
+        raise NotFound(
+            detail="There is no provider to import into yet.",
+            fix="create it with `boughs init` (or `boughs demo`) first",
+        )
+    return first.id
+
+
+@usage_app.command(
+    "import",
+    help="Take usage events from a mediation file, 1,000 rows per transaction. Rows the file gets wrong, "
+    "or that ingestion rejects, are reported with their line and reason while every valid row is kept. "
+    "Importing a file again is safe: rows already taken count as duplicates, so after an interruption "
+    "just run it again.",
+    short_help="Take usage events from a mediation CSV, with a rejected-rows report.",
+    epilog="Exit status: 0 when every row was taken (accepted, or a duplicate of an event already taken); "
+    "1 when any row was rejected or conflicts with an event taken before under its id (see the report), "
+    "or when the file cannot be imported at all.",
+)
+def usage_import(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV with a header row: id, meter, quantity, timestamp (required), one or more subject "
+            "columns (account_id, external_account_id, service_id, login, iccid; one filled per row) "
+            "and optionally properties (a JSON object).",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ],
+    provider_id: Annotated[
+        int | None, typer.Option(help="Provider the usage belongs to; default the install's first provider.")
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write the rows not taken (line, id, reason); default FILE.rejects.csv beside "
+            "the input.",
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Take usage events from a mediation file (the help text is the command's ``help``)."""
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from boughs.usage.importer import UsageImportReport, import_usage
+
+    settings = get_settings()
+    require_current_schema(settings)
+
+    async def work(db: Database) -> UsageImportReport:
+        target = await _provider_id(db, provider_id)
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
+        ) as progress:  # fmt: skip
+            task = progress.add_task(f"Importing {escape(file.name)}", total=None)
+
+            def on_progress(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            return await import_usage(
+                db, target, file, clock=SystemClock(), rejects_path=rejects, on_progress=on_progress
+            )
+
+    report = run(work, settings)
+    console.print(
+        f"Imported {escape(file.name)}: {_many(report.rows, 'row')} in {report.seconds:.1f} s "
+        f"({report.rate:,.0f} rows/s): {report.accepted:,} accepted"
+        + (f" ({report.late:,} late: their period was already invoiced)" if report.late else "")
+        + f", {_many(report.duplicates, 'duplicate')}, {_many(report.conflicts, 'conflict')}, "
+        f"{report.rejected:,} rejected.",
+        soft_wrap=True,
+    )
+    if report.ok:
+        return
+    for line, event_id, reason in report.first_problems:
+        who = f" ({event_id})" if event_id else ""
+        console.print(f"line {line}{escape(who)}: {escape(reason)}", soft_wrap=True)
+    shown = len(report.first_problems)
+    more = report.rejected + report.conflicts - shown
+    err.print(
+        f"[red]error:[/red] {_many(report.rejected + report.conflicts, 'row')} not taken"
+        + (f" ({more:,} more than shown above)" if more > 0 else "")
+        + f"; every one is in {escape(str(report.rejects_path))}.\n"
+        "fix: correct those rows and import the file again; rows already taken count as duplicates.",
+        soft_wrap=True,
+    )
+    raise typer.Exit(1)
+
+
 @app.command()
 def demo(
     if_empty: Annotated[
@@ -299,6 +399,8 @@ def demo(
     ] = False,
 ) -> None:
     """Load the demo data (idempotent: running it again changes nothing) and print the demo login."""
+    from rich.markup import escape
+
     from boughs.demo import DemoReport, is_foreign_install, load_demo
 
     settings = get_settings()
@@ -318,15 +420,33 @@ def demo(
     if report.admin_created:
         console.print(f"Created the demo admin {report.admin_email}.")
     catalog = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in report.catalog_created.items() if n)
-    if report.accounts_created or catalog:
+    usage = report.meters_created or report.usage_events_created
+    if report.accounts_created or catalog or usage:
         console.print(f"Loaded {report.accounts_created} of the {report.accounts_total} demo accounts.")
         if catalog:
             console.print(f"Loaded the demo catalog and services: {catalog}.")
+        if usage:
+            console.print(
+                f"Loaded the demo usage: {_many(report.meters_created, 'meter')}, "
+                f"{_many(report.usage_events_created, 'usage event')} over three weeks."
+            )
     else:
         console.print(f"The {report.accounts_total} demo accounts are already loaded; nothing changed.")
+    if report.usage_example:
+        console.print(f"Demo usage, for example: GET {report.usage_example}", soft_wrap=True)
+    if report.usage_events_refused:
+        err.print(
+            f"[yellow]note:[/yellow] {_many(len(report.usage_events_refused), 'demo usage event')} "
+            f"were not taken, e.g. {escape(report.usage_events_refused[0])}",
+            soft_wrap=True,
+        )
     console.print(f"Demo admin login: {report.admin_email} / {report.admin_password}", soft_wrap=True)
     if not report.admin_password_works:
         err.print("[yellow]note:[/yellow] that password was changed since the demo was loaded.")
+
+
+def _many(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 def _label(account: Any) -> str:

@@ -6,6 +6,9 @@
 - a managed service provider with customers nested three deep (seed 002, subtenants);
 - an IoT reseller with subaccounts (seed 003).
 
+Beside them: the catalog and services they buy (``demo_catalog``), and the provider's
+meters with three weeks of usage on those services and accounts (``demo_usage``).
+
 Loading is idempotent: an account is created only when no account of the provider has
 its external id yet, so running it again changes nothing. It goes through the service
 layer, so audit events and parent links are written exactly as the API writes them.
@@ -14,7 +17,7 @@ layer, so audit events and parent links are written exactly as the API writes th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from boughs.accounts import repository as accounts
@@ -27,6 +30,7 @@ from boughs.auth.passwords import verify_password
 from boughs.context import Ctx
 from boughs.db import Database
 from boughs.demo_catalog import load_catalog
+from boughs.demo_usage import load_usage
 from boughs.kit.clock import Clock, local_date
 from boughs.providers import repository as providers
 
@@ -176,6 +180,28 @@ class DemoReport:
     accounts_total: int
     # plans, offers, routers, ip_pools, ports, services → how many this load created
     catalog_created: dict[str, int]
+    meters_created: int = 0
+    usage_events_created: int = 0
+    # Demo events not taken (say, a demo login now used by another account's service).
+    usage_events_refused: list[str] = field(default_factory=list)
+    # The demo usage's window and an account whose subtree has some of it, to try the API on.
+    usage_start: datetime | None = None
+    usage_end: datetime | None = None
+    usage_account_id: int | None = None
+
+    @property
+    def usage_example(self) -> str | None:
+        """A usage query that shows the demo's usage."""
+        if self.usage_account_id is None or self.usage_start is None or self.usage_end is None:
+            return None
+        return (
+            f"/api/v1/accounts/{self.usage_account_id}/usage?meter=internet_bytes&scope=subtree"
+            f"&granularity=day&from={_z(self.usage_start)}&to={_z(self.usage_end)}"
+        )
+
+
+def _z(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def is_foreign_install(db: Database) -> bool:
@@ -215,6 +241,7 @@ async def load_demo(db: Database, clock: Clock) -> DemoReport:
         )
         created, ids = await _load_accounts(ctx)
         catalog_created = await load_catalog(ctx, ids)
+        usage = await load_usage(ctx, ids)
         return DemoReport(
             provider_id=admin.provider_id,
             provider_created=provider_created,
@@ -225,6 +252,12 @@ async def load_demo(db: Database, clock: Clock) -> DemoReport:
             accounts_created=created,
             accounts_total=len(DEMO_ACCOUNTS),
             catalog_created=catalog_created,
+            meters_created=usage.meters_created,
+            usage_events_created=usage.events_accepted,
+            usage_events_refused=usage.events_refused,
+            usage_start=usage.start,
+            usage_end=usage.end,
+            usage_account_id=ids.get("demo-landlord"),
         )
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from boughs.kit.errors import BoughsError, Conflict, FieldProblem, InvalidInput
+from boughs.kit.errors import PROBLEM_BASE, BoughsError, Conflict, FieldProblem, InvalidInput
 from boughs.kit.ids import new_request_id
 
 log = logging.getLogger("boughs")
@@ -156,7 +156,7 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("database error", exc_info=exc)
         error = BoughsError(detail="The database could not complete the request.", fix="retry")
         body = error.problem(instance=request.url.path, request_id=request_id_var.get())
-        body.update(status=503, title="Service unavailable")
+        body.update(type=PROBLEM_BASE + "service-unavailable", status=503, title="Service unavailable")
         return JSONResponse(body, status_code=503, media_type=PROBLEM_JSON)
 
     @app.exception_handler(Exception)
@@ -167,5 +167,5 @@ def install_error_handlers(app: FastAPI) -> None:
             fix="retry; if it persists, report the request id to the operator",
         )
         body = error.problem(instance=request.url.path, request_id=request_id_var.get())
-        body.update(status=500, title="Internal error")
+        body.update(type=PROBLEM_BASE + "internal-error", status=500, title="Internal error")
         return JSONResponse(body, status_code=500, media_type=PROBLEM_JSON)

@@ -164,13 +164,22 @@ def test_demo_loads_once_and_prints_the_login(database: Path) -> None:
     assert login in first.stdout and "Created the demo provider" in first.stdout
     accounts = query(database, "SELECT count(*) FROM accounts")
     events = query(database, "SELECT count(*) FROM audit_events")
+    usage = query(database, "SELECT count(*), sum(quantity) FROM usage_events")
     assert accounts[0][0] > 20
+    assert (
+        "Loaded the demo usage: 5 meters, " in first.stdout
+        and "usage events over three weeks" in first.stdout
+    )
+    assert f"{usage[0][0]:,} usage events" in first.stdout
+    assert "Demo usage, for example: GET /api/v1/accounts/" in first.stdout
 
     second = boughs("demo")
     assert second.exit_code == 0, second.output
     assert login in second.stdout and "nothing changed" in second.stdout
     assert query(database, "SELECT count(*) FROM accounts") == accounts
     assert query(database, "SELECT count(*) FROM audit_events") == events
+    assert query(database, "SELECT count(*), sum(quantity) FROM usage_events") == usage
+    assert "Demo usage, for example: GET /api/v1/accounts/" in second.stdout
     password_hash = query(database, "SELECT password_hash FROM users WHERE email = ?", DEMO_ADMIN_EMAIL)[0][0]
     assert isinstance(password_hash, str) and verify_password(password_hash, DEMO_ADMIN_PASSWORD)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
@@ -16,8 +18,10 @@ from boughs.auth.passwords import check_password_strength, verify_password
 from boughs.context import Ctx
 from boughs.db import Database
 from boughs.demo import DEMO_ACCOUNTS, DEMO_ADMIN_EMAIL, DEMO_ADMIN_PASSWORD, load_demo
+from boughs.demo_usage import DEMO_METERS, USAGE_DAYS
 from boughs.kit.clock import FrozenClock
 from boughs.providers.models import Provider
+from boughs.usage.models import Meter, UsageEvent, UsageRollup
 from tests.conftest import Tenant
 
 
@@ -25,7 +29,7 @@ async def counts(db: Database) -> dict[str, int]:
     async with db.transaction(write=False) as session:
         return {
             model.__name__: int((await session.execute(select(func.count()).select_from(model))).scalar_one())
-            for model in (Provider, User, Account, AccountLink, AuditEvent)
+            for model in (Provider, User, Account, AccountLink, AuditEvent, Meter, UsageEvent, UsageRollup)
         }
 
 
@@ -182,3 +186,60 @@ async def test_demo_catalog_and_services_load_once(db: Database, clock: FrozenCl
             assert (await session.execute(select(func.count()).select_from(model))).scalar_one() == expected
         for model in (Offer, Router, IpPool, Port):
             assert (await session.execute(select(func.count()).select_from(model))).scalar_one() > 0
+
+
+async def test_demo_usage_is_plausible_and_loads_once(db: Database, clock: FrozenClock) -> None:
+    from boughs.usage import service as usage
+    from boughs.usage.schemas import Granularity, UsageScope
+
+    first = await load_demo(db, clock)
+    assert first.meters_created == len(DEMO_METERS) and not first.usage_events_refused
+    assert first.usage_events_created > 2000
+    assert first.usage_end == clock.now().replace(
+        minute=0
+    ) and first.usage_start == first.usage_end - timedelta(days=USAGE_DAYS)
+    accounts = await demo_accounts(db)
+    landlord = accounts["demo-landlord"]
+    assert first.usage_example is not None and first.usage_example.startswith(
+        f"/api/v1/accounts/{landlord.id}/usage?meter=internet_bytes&scope=subtree"
+    )
+    async with db.transaction(write=False) as session:
+        ctx = Ctx(session=session, clock=clock, actor=Actor(first.provider_id, "test", staff_role="owner"))
+
+        async def used(account: str, meter: str, granularity: Granularity = Granularity.day) -> Any:
+            return await usage.account_usage(
+                ctx, accounts[account].id, meter, first.usage_start, first.usage_end, granularity,
+                UsageScope.subtree,
+            )  # fmt: skip
+
+        # The landlord's subtree pools its seven units' internet data: the stored events' sum.
+        stored = (
+            await session.execute(
+                select(func.sum(UsageEvent.quantity))
+                .join(Meter, Meter.id == UsageEvent.meter_id)
+                .join(Account, Account.id == UsageEvent.account_id)
+                .where(Meter.code == "internet_bytes", Account.path.startswith(landlord.path))
+            )
+        ).scalar_one()
+        internet = await used("demo-landlord", "internet_bytes")
+        assert int(internet.quantity) == stored > 7 * USAGE_DAYS * 5 * 10**9
+        # Homes are busier in the evening than before dawn (London time).
+        hourly = await used("demo-landlord-unit-1", "internet_bytes", Granularity.hour)
+        by_hour: dict[int, int] = {}
+        for bucket in hourly.buckets:
+            hour = bucket.start.astimezone(ZoneInfo("Europe/London")).hour
+            by_hour[hour] = by_hour.get(hour, 0) + int(bucket.quantity)
+        assert by_hour[18] + by_hour[21] > 3 * (by_hour[3] + by_hour[6])
+        voice = await used("demo-landlord", "voice_minutes")
+        assert "." in voice.quantity and len(voice.quantity.split(".")[1]) == 2 and voice.events > 20
+        assert Decimal((await used("demo-iot", "data.mb")).quantity) > 0
+        assert (await used("demo-msp", "api_calls")).events > 100
+        assert (await used("demo-msp-contoso-north-wifi", "active_devices")).quantity == "2"
+        assert 24 <= int((await used("demo-school", "active_devices")).quantity) <= 40
+
+    before = await counts(db)
+    clock.advance(timedelta(days=2))
+    again = await load_demo(db, clock)
+    assert (again.meters_created, again.usage_events_created, again.usage_events_refused) == (0, 0, [])
+    assert again.usage_end == first.usage_end
+    assert await counts(db) == before

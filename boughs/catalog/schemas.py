@@ -115,6 +115,8 @@ class PlanFields(Input):
     upload_rate: int | None = Field(default=None, ge=1, le=MAX_RATE)
     data_cap_bytes: int | None = Field(default=None, ge=1, le=MAX_BIGINT)
     cap_action: CapAction | None = None
+    # The cap counts the usage of the subscriber's whole subtree, pooled.
+    pooled_cap: bool = False
     throttle_download_rate: int | None = Field(default=None, ge=1, le=MAX_RATE)
     throttle_upload_rate: int | None = Field(default=None, ge=1, le=MAX_RATE)
     device_allowance: int = Field(default=1, ge=1, le=MAX_DEVICES)
@@ -139,6 +141,7 @@ class PlanUpdate(Input):
     upload_rate: int | None = Field(default=None, ge=1, le=MAX_RATE)
     data_cap_bytes: int | None = Field(default=None, ge=1, le=MAX_BIGINT)
     cap_action: CapAction | None = None
+    pooled_cap: bool | None = None
     throttle_download_rate: int | None = Field(default=None, ge=1, le=MAX_RATE)
     throttle_upload_rate: int | None = Field(default=None, ge=1, le=MAX_RATE)
     device_allowance: int | None = Field(default=None, ge=1, le=MAX_DEVICES)
@@ -155,6 +158,7 @@ class PlanUpdate(Input):
         "currency",
         "pay_period",
         "public",
+        "pooled_cap",
         "device_allowance",
         "usage_charges",
         "retired",
@@ -189,6 +193,7 @@ class PlanOut(Output):
     upload_rate: int | None
     data_cap_bytes: int | None
     cap_action: str | None
+    pooled_cap: bool
     throttle_download_rate: int | None
     throttle_upload_rate: int | None
     device_allowance: int

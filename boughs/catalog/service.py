@@ -229,7 +229,7 @@ def _in_use(what: str, count: int, fix: str) -> Conflict:
 
 PLAN_AUDITED = (
     "name", "kind", "description", "price_amount", "currency", "pay_period", "public",
-    "download_rate", "upload_rate", "data_cap_bytes", "cap_action", "throttle_download_rate",
+    "download_rate", "upload_rate", "data_cap_bytes", "cap_action", "pooled_cap", "throttle_download_rate",
     "throttle_upload_rate", "device_allowance", "usage_charges", "retired_at",
 )  # fmt: skip
 INTERNET_ONLY = (
@@ -248,6 +248,11 @@ def _plan_problems(values: dict[str, Any]) -> list[FieldProblem]:
                     FieldProblem(name, f"only internet plans have it, and this is a {values['kind']} plan",
                                  "leave it out (null), or make the plan kind internet")
                 )  # fmt: skip
+        if values.get("pooled_cap"):
+            problems.append(
+                FieldProblem("pooled_cap", f"only internet plans have a data cap ({values['kind']} here)",
+                             "leave it false, or make the plan kind internet")
+            )  # fmt: skip
         if values.get("device_allowance", 1) != 1:
             problems.append(
                 FieldProblem("device_allowance", f"only internet plans allow more than one device, and this "
@@ -255,6 +260,11 @@ def _plan_problems(values: dict[str, Any]) -> list[FieldProblem]:
             )  # fmt: skip
         return problems + _usage_problems(values)
     cap, action = values.get("data_cap_bytes"), values.get("cap_action")
+    if values.get("pooled_cap") and cap is None:
+        problems.append(
+            FieldProblem("pooled_cap", "pools a data cap, and this plan has none",
+                         "set data_cap_bytes and cap_action, or leave pooled_cap false")
+        )  # fmt: skip
     if cap is not None and action is None:
         problems.append(
             FieldProblem("cap_action", "is required with a data cap",

@@ -23,6 +23,9 @@ class FieldProblem:
         return out
 
 
+PROBLEM_BASE = "https://boughs.dev/problems/"
+
+
 @dataclass
 class BoughsError(Exception):
     """Base of every error the application raises on purpose."""
@@ -51,7 +54,7 @@ class BoughsError(Exception):
 
     def problem(self, instance: str | None = None, request_id: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "type": f"https://boughs.dev/problems/{self.slug}",
+            "type": PROBLEM_BASE + self.slug,
             "title": self.title,
             "status": self.status,
             "detail": self.detail,

@@ -26,7 +26,7 @@ from boughs.kit.paths import ids_of
 from boughs.providers import repository as providers
 from boughs.usage import caps, repository
 from boughs.usage.models import Aggregation, Meter, RollupKind
-from boughs.usage.repository import RollupDelta, Subject
+from boughs.usage.repository import NewEvent, RollupDelta, Subject
 from boughs.usage.schemas import SUBJECTS, EventIn, EventResult, EventStatus
 
 # How far ahead of our clock an event's timestamp may be: senders' clocks drift.
@@ -35,6 +35,7 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 # BIGINT sums, and this leaves room for a thousand such events in one row, so no batch of
 # valid events can overflow one (far beyond any real measurement: 9 PB in bytes).
 MAX_SCALED = 2**53
+SERVICE, ACCOUNT, SUBTREE = RollupKind.service.value, RollupKind.account.value, RollupKind.subtree.value
 
 
 @dataclass
@@ -75,16 +76,19 @@ def _reason(error: ValidationError) -> str:
 
 def fingerprint(event: EventIn) -> str:
     """What the sender said, canonically: numbers and times compare by value, not spelling."""
-    subject = next((name, getattr(event, name)) for name in SUBJECTS if getattr(event, name) is not None)
-    content = {
-        "meter": event.meter,
-        "quantity": format(event.quantity.normalize(), "f"),
-        "timestamp": event.timestamp.astimezone(UTC).isoformat(),
-        "subject": [subject[0], str(subject[1])],
-        "properties": event.properties,
-    }
-    digest = hashlib.blake2b(json.dumps(content, sort_keys=True, default=str).encode(), digest_size=16)
-    return digest.hexdigest()
+    subject = next(name for name in SUBJECTS if getattr(event, name) is not None)
+    properties = "" if event.properties is None else json.dumps(event.properties, sort_keys=True, default=str)
+    content = "\x1f".join(
+        (
+            event.meter,
+            format(event.quantity.normalize(), "f"),
+            event.timestamp.astimezone(UTC).isoformat(),
+            subject,
+            str(getattr(event, subject)),
+            properties,
+        )
+    )
+    return hashlib.blake2b(content.encode(), digest_size=16).hexdigest()
 
 
 def scale(quantity: Decimal, precision: int) -> int | None:
@@ -257,21 +261,20 @@ async def _store(ctx: Ctx, batch: Batch) -> list[Candidate]:
     for c in ordered:
         assert c.subject is not None
         rows.append(
-            {
-                "provider_id": ctx.provider_id,
-                "event_key": c.event.id,
-                "meter_id": c.meter.id,
-                "account_id": c.subject.account_id,
-                "service_id": c.subject.service_id,
-                "quantity": c.scaled,
-                "occurred_at": c.event.timestamp.astimezone(UTC),
-                "received_at": now,
-                "fingerprint": c.fingerprint,
-                "late": c.late,
-                "properties": c.event.properties,
-            }
-        )
-    inserted = await repository.insert_new_events(ctx.session, rows)
+            NewEvent(
+                c.event.id,
+                c.meter.id,
+                c.subject.account_id,
+                c.subject.service_id,
+                c.scaled,
+                c.event.timestamp.astimezone(UTC),
+                now,
+                c.fingerprint,
+                c.late,
+                c.event.properties,
+            )
+        )  # fmt: skip
+    inserted = await repository.insert_new_events(ctx.session, ctx.provider_id, rows)
     seen = [c for c in ordered if c.event.id not in inserted]
     stored_prints = await repository.fingerprints(ctx.session, ctx.provider_id, [c.event.id for c in seen])
     batch.stored_prints.update(stored_prints)
@@ -342,8 +345,8 @@ async def _roll_up(ctx: Ctx, accepted: list[Candidate]) -> None:
     sums: dict[tuple[int, str, int, datetime], list[int]] = {}
     uniques: set[tuple[int, str, int, datetime, str, int]] = set()
 
-    def add(c: Candidate, kind: RollupKind, subject_id: int, account_id: int, hour: datetime) -> None:
-        key = (c.meter.id, kind.value, subject_id, hour)
+    def add(c: Candidate, kind: str, subject_id: int, account_id: int, hour: datetime) -> None:
+        key = (c.meter.id, kind, subject_id, hour)
         row = sums.get(key)
         if row is None:
             sums[key] = [account_id, c.scaled, c.scaled, 1]
@@ -352,16 +355,16 @@ async def _roll_up(ctx: Ctx, accepted: list[Candidate]) -> None:
             row[2] = max(row[2], c.scaled)
             row[3] += 1
         if c.unique_value is not None:
-            uniques.add((c.meter.id, kind.value, subject_id, hour, c.unique_value, account_id))
+            uniques.add((c.meter.id, kind, subject_id, hour, c.unique_value, account_id))
 
     for c in accepted:
         assert c.subject is not None
         hour = hour_of(c.event.timestamp)
         if c.subject.service_id is not None:
-            add(c, RollupKind.service, c.subject.service_id, c.subject.account_id, hour)
-        add(c, RollupKind.account, c.subject.account_id, c.subject.account_id, hour)
+            add(c, SERVICE, c.subject.service_id, c.subject.account_id, hour)
+        add(c, ACCOUNT, c.subject.account_id, c.subject.account_id, hour)
         for member in chains[c.index]:
-            add(c, RollupKind.subtree, member, member, hour)
+            add(c, SUBTREE, member, member, hour)
 
     deltas = [RollupDelta(*key, *values) for key, values in sorted(sums.items())]
     await repository.add_to_rollups(ctx.session, ctx.provider_id, deltas)

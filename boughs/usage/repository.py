@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import String, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -42,18 +42,6 @@ def _is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _columns(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[str, Any]:
-    """Rows as one array per column: PostgreSQL takes a whole batch as a single statement
-    over unnest(), several times faster than a parameter set per row."""
-    out: dict[str, Any] = {name: [row[name] for row in rows] for name in columns}
-    out["provider_id"] = rows[0]["provider_id"]
-    return out
-
-
-_EVENT_COLUMNS = (
-    "event_key", "meter_id", "account_id", "service_id", "quantity",
-    "occurred_at", "received_at", "fingerprint", "late", "properties",
-)  # fmt: skip
 _PG_INSERT_EVENTS = text(
     """
     INSERT INTO usage_events (provider_id, event_key, meter_id, account_id, service_id, quantity,
@@ -70,7 +58,6 @@ _PG_INSERT_EVENTS = text(
     RETURNING event_key
     """
 ).columns(event_key=String)
-_ROLLUP_COLUMNS = ("meter_id", "kind", "subject_id", "hour", "account_id", "total", "peak", "events")
 _PG_ADD_TO_ROLLUPS = text(
     """
     INSERT INTO usage_rollups AS r (meter_id, kind, subject_id, hour, provider_id, account_id,
@@ -93,14 +80,17 @@ _PG_ADD_TO_ROLLUPS = text(
 SQLITE_ROWS_PER_STATEMENT = 400
 
 
-def _sqlite_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, dict):
-        return json.dumps(value)
-    return value
+class _SqliteTimes:
+    """UTC instants as the UTCDateTime column stores them on SQLite, each formatted once."""
+
+    def __init__(self) -> None:
+        self.seen: dict[datetime, str] = {}
+
+    def __call__(self, moment: datetime) -> str:
+        text = self.seen.get(moment)
+        if text is None:
+            text = self.seen[moment] = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return text
 
 
 _SQLITE_ADD_TO_ROLLUPS = """
@@ -283,29 +273,49 @@ async def parent_at(session: AsyncSession, account_id: int, at: datetime) -> tup
 # --- storing events ------------------------------------------------------------------------
 
 
-async def insert_new_events(session: AsyncSession, rows: list[dict[str, Any]]) -> set[str]:
+class NewEvent(NamedTuple):
+    event_key: str
+    meter_id: int
+    account_id: int
+    service_id: int | None
+    quantity: int
+    occurred_at: datetime
+    received_at: datetime
+    fingerprint: str
+    late: bool
+    properties: dict[str, Any] | None
+
+
+async def insert_new_events(session: AsyncSession, provider_id: int, events: list[NewEvent]) -> set[str]:
     """Insert the events whose key the provider has not seen; returns the keys stored now.
 
-    ``rows`` must be sorted by event_key (lock order). A key another transaction is
+    ``events`` must be sorted by event_key (lock order). A key another transaction is
     inserting waits for it, then counts as seen.
     """
-    if not rows:
+    if not events:
         return set()
     if _is_postgres(session):
-        columns = _columns(rows, _EVENT_COLUMNS)
+        columns: dict[str, Any] = dict(
+            zip(NewEvent._fields, (list(c) for c in zip(*events, strict=True)), strict=True)
+        )
         columns["properties"] = [None if p is None else json.dumps(p) for p in columns["properties"]]
+        columns["provider_id"] = provider_id
         return set((await session.execute(_PG_INSERT_EVENTS, columns)).scalars())
     connection = await session.connection()
+    text_of = _SqliteTimes()
     stored: set[str] = set()
-    width = len(_EVENT_COLUMNS) + 1
-    for part in chunks(rows, SQLITE_ROWS_PER_STATEMENT):
-        values = ", ".join(["(" + ", ".join(["?"] * width) + ")"] * len(part))
+    row = "(" + ", ".join(["?"] * (len(NewEvent._fields) + 1)) + ")"
+    for part in chunks(events, SQLITE_ROWS_PER_STATEMENT):
         flat: list[Any] = []
-        for row in part:
-            flat.append(row["provider_id"])
-            flat.extend(_sqlite_value(row[name]) for name in _EVENT_COLUMNS)
+        for e in part:
+            flat += (
+                provider_id, e.event_key, e.meter_id, e.account_id, e.service_id, e.quantity,
+                text_of(e.occurred_at), text_of(e.received_at), e.fingerprint, int(e.late),
+                None if e.properties is None else json.dumps(e.properties),
+            )  # fmt: skip
         result = await connection.exec_driver_sql(
-            f"INSERT INTO usage_events (provider_id, {', '.join(_EVENT_COLUMNS)}) VALUES {values} "
+            f"INSERT INTO usage_events (provider_id, {', '.join(NewEvent._fields)}) "
+            f"VALUES {', '.join([row] * len(part))} "
             "ON CONFLICT (provider_id, event_key) DO NOTHING RETURNING event_key",
             tuple(flat),
         )
@@ -325,8 +335,7 @@ async def fingerprints(session: AsyncSession, provider_id: int, keys: Sequence[s
     return found
 
 
-@dataclass(frozen=True)
-class RollupDelta:
+class RollupDelta(NamedTuple):
     meter_id: int
     kind: str
     subject_id: int
@@ -341,27 +350,28 @@ async def add_to_rollups(session: AsyncSession, provider_id: int, deltas: list[R
     """Add each delta to its hourly row, creating it if needed. ``deltas`` sorted by key."""
     if not deltas:
         return
-    rows = [
-        {
-            "provider_id": provider_id,
-            "meter_id": d.meter_id,
-            "kind": d.kind,
-            "subject_id": d.subject_id,
-            "hour": d.hour,
-            "account_id": d.account_id,
-            "total": d.total,
-            "peak": d.peak,
-            "events": d.events,
-        }
-        for d in deltas
-    ]
     if _is_postgres(session):
-        await session.execute(_PG_ADD_TO_ROLLUPS, _columns(rows, _ROLLUP_COLUMNS))
+        columns = dict(zip(RollupDelta._fields, (list(c) for c in zip(*deltas, strict=True)), strict=True))
+        await session.execute(_PG_ADD_TO_ROLLUPS, {**columns, "provider_id": provider_id})
         return
+    text_of = _SqliteTimes()
     connection = await session.connection()
     await connection.exec_driver_sql(
         _SQLITE_ADD_TO_ROLLUPS,
-        [(provider_id, *(_sqlite_value(row[name]) for name in _ROLLUP_COLUMNS)) for row in rows],
+        [
+            (
+                provider_id,
+                d.meter_id,
+                d.kind,
+                d.subject_id,
+                text_of(d.hour),
+                d.account_id,
+                d.total,
+                d.peak,
+                d.events,
+            )
+            for d in deltas
+        ],
     )
 
 

@@ -6,6 +6,7 @@ so no float ever touches them.
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -90,7 +91,27 @@ class EventIn(Input):
             )
         if self.timestamp.tzinfo is None:
             raise ValueError("timestamp: needs a timezone; send UTC as 2026-01-15T12:00:00Z")
+        for name in ("id", "meter", "external_account_id", "login"):
+            if "\x00" in (getattr(self, name) or ""):
+                raise ValueError(f"{name}: holds a NUL character; remove it")
+        if self.properties is not None:
+            _check_storable("properties", self.properties)
         return self
+
+
+def _check_storable(where: str, value: Any) -> None:
+    """What a JSON column keeps on both engines: no NaN or infinities, no NUL characters."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: {value} is not a JSON number; send a finite number or a string")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{where}: holds a NUL character; remove it")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_storable(f"{where}.{key}", key)
+            _check_storable(f"{where}.{key}", item)
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            _check_storable(f"{where}.{position}", item)
 
 
 SUBJECTS = ("account_id", "external_account_id", "service_id", "login", "iccid")

@@ -50,7 +50,10 @@ async def test_create_read_list_an_internet_plan(world: World) -> None:
     plan = r.json()
     assert r.headers["location"] == f"/api/v1/plans/{plan['id']}"
     assert plan["currency"] == "USD"  # the provider's default
-    assert plan["retired"] is False and plan["public"] is False
+    assert plan["retired"] is False and plan["public"] is False and plan["pooled_cap"] is False
+    pooled = await world.staff.post(PLANS, json={**INTERNET, "name": "Pooled", "pooled_cap": True})
+    assert pooled.status_code == 201 and pooled.json()["pooled_cap"] is True, pooled.text
+    await world.staff.delete(f"{PLANS}/{pooled.json()['id']}")
     assert plan["usage_charges"][0] == {
         "meter": "data.gb", "model": "per_unit", "unit_price": "0.05",
         "tiers": [], "package_size": None, "package_amount": None,
@@ -100,6 +103,8 @@ UC = "usage_charges.0"
         ({"kind": "custom", "device_allowance": 2}, "device_allowance"),
         (CAP, "cap_action"),
         ({"cap_action": "disable"}, "cap_action"),
+        ({"pooled_cap": True}, "pooled_cap"),
+        ({"kind": "voice", "pooled_cap": True}, "pooled_cap"),
         ({**CAP, "cap_action": "throttle"}, "throttle_download_rate"),
         ({**CAP, "cap_action": "throttle", "throttle_download_rate": 5}, "throttle_upload_rate"),
         ({**CAP, "cap_action": "disable", "throttle_upload_rate": 5}, "throttle_upload_rate"),

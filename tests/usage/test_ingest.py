@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -390,6 +391,33 @@ async def test_the_api_answers_every_event_and_counts_them(
     assert conflict.json()["conflicts"] == 1
     async with ctx_factory() as ctx:
         assert await stored_count(ctx) == 2
+
+
+async def test_what_no_column_can_store_is_rejected_per_event(
+    client: httpx.AsyncClient, ctx_factory: Any, world: World
+) -> None:
+    """NaN, infinities and NUL characters pass a JSON parser but no engine stores them."""
+    bad = [
+        {**event("n1", "1", EARLIER, account_id=world.child), "properties": {"ratio": float("nan")}},
+        {**event("n2", "1", EARLIER, account_id=world.child), "properties": {"deep": [1, float("inf")]}},
+        {**event("n3", "1", EARLIER, account_id=world.child), "properties": {"note": "a\x00b"}},
+        event("n4\x00", "1", EARLIER, account_id=world.child),
+        event("n5", "1", EARLIER, login="ali\x00ce"),
+    ]
+    good = event("n6", "1", EARLIER, account_id=world.child)
+    # Python's encoder writes NaN and Infinity as senders' JSON libraries often do.
+    body = json.dumps({"events": [*bad, good]})
+    answer = await client.post(
+        f"{API}/usage-events", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert [r["status"] for r in results] == ["rejected"] * 5 + ["accepted"]
+    assert [r["reason"].split(":")[0] for r in results[:5]] == [
+        "properties.ratio", "properties.deep.1", "properties.note", "id", "login",
+    ]  # fmt: skip
+    async with ctx_factory() as ctx:
+        assert await stored_count(ctx) == 1
 
 
 async def test_a_batch_over_a_thousand_or_malformed_json_is_refused_whole(
