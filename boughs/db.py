@@ -7,7 +7,9 @@ so nothing is announced that did not happen.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -119,6 +121,21 @@ class Database:
         else:
             self.read_engine = create_async_engine(self.url, isolation_level="AUTOCOMMIT", **kwargs)
         self.read_sessionmaker = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        # SQLite takes one writer at a time. Writers of this process queue here, in order,
+        # rather than polling the file lock with backoff (which starves some of them);
+        # other processes still meet at the lock with its busy timeout.
+        self._write_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _write_gate(self) -> asyncio.Lock | None:
+        if not self.is_sqlite:
+            return None
+        loop = asyncio.get_running_loop()
+        gate = self._write_gates.get(loop)
+        if gate is None:
+            gate = self._write_gates[loop] = asyncio.Lock()
+        return gate
 
     @property
     def is_sqlite(self) -> bool:
@@ -128,18 +145,25 @@ class Database:
     async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
         """A unit of work: commit on success, roll back on error, then after-commit hooks."""
         makers = self.sessionmaker if write else self.read_sessionmaker
+        gate = self._write_gate() if write else None
         async with makers() as session:
             session.info["after_commit"] = []
-            if write:
-                await session.connection(execution_options={"boughs_write": True})
-            elif self._read_options:
-                await session.connection(execution_options=self._read_options)
+            if gate is not None:
+                await gate.acquire()
             try:
-                yield session
-                await session.commit()
-            except BaseException:
-                await session.rollback()
-                raise
+                if write:
+                    await session.connection(execution_options={"boughs_write": True})
+                elif self._read_options:
+                    await session.connection(execution_options=self._read_options)
+                try:
+                    yield session
+                    await session.commit()
+                except BaseException:
+                    await session.rollback()
+                    raise
+            finally:
+                if gate is not None:
+                    gate.release()
             hooks: list[AfterCommit] = session.info["after_commit"]
             for hook in hooks:
                 try:
