@@ -44,6 +44,7 @@ from boughs.auth.actor import Actor
 from boughs.context import Ctx
 from boughs.db import Database
 from boughs.kit.clock import Clock
+from boughs.kit.csv_header import check_header
 from boughs.kit.errors import InvalidInput, NotFound
 from boughs.kit.paths import child_path
 from boughs.providers.models import Provider
@@ -115,28 +116,7 @@ class CsvRow(dict[str, str | None]):
 
 def check_columns(names: Iterable[str]) -> list[str]:
     """The header's column names, normalised; refuses unknown, repeated and missing columns."""
-    columns = [n.strip().lower() for n in names]
-    unknown = [c for c in columns if c not in _ALLOWED]
-    if unknown:
-        shown = ", ".join(repr(c) if c else "an empty column name" for c in unknown)
-        raise InvalidInput.on_field(
-            "columns",
-            f"unknown column(s) {shown}",
-            f"rename or remove them; the columns an import understands are: {', '.join(COLUMNS)}",
-        )
-    repeated = sorted({c for c in columns if columns.count(c) > 1})
-    if repeated:
-        raise InvalidInput.on_field(
-            "columns", f"column(s) {', '.join(map(repr, repeated))} appear more than once", "keep one of each"
-        )
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if missing:
-        raise InvalidInput.on_field(
-            "columns",
-            f"the header has no {', '.join(map(repr, missing))} column",
-            "the first row must name the columns, and 'name' is required",
-        )
-    return columns
+    return check_header(names, COLUMNS, REQUIRED_COLUMNS)
 
 
 @dataclass

@@ -38,6 +38,11 @@ def ensure_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+def start_of_hour(moment: datetime) -> datetime:
+    """The UTC hour ``moment`` falls in: usage rollups are kept per UTC hour."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
 def local_date(moment: datetime, timezone: str) -> date:
     """The calendar date at ``moment`` in ``timezone`` (billing and expiry are local dates)."""
     return moment.astimezone(ZoneInfo(timezone)).date()

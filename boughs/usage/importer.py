@@ -37,13 +37,13 @@ from boughs.auth.actor import Actor
 from boughs.context import Ctx
 from boughs.db import Database
 from boughs.kit.clock import Clock
+from boughs.kit.csv_header import check_header
 from boughs.kit.errors import InvalidInput, NotFound
 from boughs.usage import ingest
 from boughs.usage.schemas import MAX_BATCH, SUBJECTS, EventResult, EventStatus
 
 REQUIRED_COLUMNS = ("id", "meter", "quantity", "timestamp")
 COLUMNS = (*REQUIRED_COLUMNS, *SUBJECTS, "properties")
-_ALLOWED = frozenset(COLUMNS)
 REPORT_COLUMNS = ("line", "id", "reason")
 AUDIT_ENTITY = "usage_events"
 ACTOR_NAME = "usage-import"
@@ -82,27 +82,7 @@ def rejects_path_for(path: Path) -> Path:
 
 def check_columns(names: list[str]) -> list[str]:
     """The header's column names, normalised; refuses unknown, repeated and missing columns."""
-    columns = [n.strip().lower() for n in names]
-    unknown = [c for c in columns if c not in _ALLOWED]
-    if unknown:
-        shown = ", ".join(repr(c) if c else "an empty column name" for c in unknown)
-        raise InvalidInput.on_field(
-            "columns",
-            f"unknown column(s) {shown}",
-            f"rename or remove them; a usage file's columns are: {', '.join(COLUMNS)}",
-        )
-    repeated = sorted({c for c in columns if columns.count(c) > 1})
-    if repeated:
-        raise InvalidInput.on_field(
-            "columns", f"column(s) {', '.join(map(repr, repeated))} appear more than once", "keep one of each"
-        )
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if missing:
-        raise InvalidInput.on_field(
-            "columns",
-            f"the header has no {', '.join(map(repr, missing))} column",
-            f"the first row must name the columns; {', '.join(REQUIRED_COLUMNS)} are required",
-        )
+    columns = check_header(names, COLUMNS, REQUIRED_COLUMNS)
     if not any(c in SUBJECTS for c in columns):
         raise InvalidInput.on_field(
             "columns",

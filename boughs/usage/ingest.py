@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from boughs.authz.permissions import Permission
 from boughs.authz.scope import scope_of
 from boughs.context import Ctx
+from boughs.kit.clock import start_of_hour
 from boughs.kit.paths import ids_of
 from boughs.providers import repository as providers
 from boughs.usage import caps, repository
@@ -292,10 +293,6 @@ async def _store(ctx: Ctx, batch: Batch) -> list[Candidate]:
     return accepted
 
 
-def hour_of(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
 async def chains_at(ctx: Ctx, accepted: list[Candidate]) -> dict[int, tuple[int, ...]]:
     """Each candidate's account chain (root first) as it stood when its usage happened.
 
@@ -359,7 +356,7 @@ async def _roll_up(ctx: Ctx, accepted: list[Candidate]) -> None:
 
     for c in accepted:
         assert c.subject is not None
-        hour = hour_of(c.event.timestamp)
+        hour = start_of_hour(c.event.timestamp)
         if c.subject.service_id is not None:
             add(c, SERVICE, c.subject.service_id, c.subject.account_id, hour)
         add(c, ACCOUNT, c.subject.account_id, c.subject.account_id, hour)

@@ -33,9 +33,7 @@ CHUNK = 500
 
 def dialect_insert(session: AsyncSession, table: Any) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+    return postgresql.insert(table) if _is_postgres(session) else sqlite.insert(table)
 
 
 def _is_postgres(session: AsyncSession) -> bool:

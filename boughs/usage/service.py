@@ -20,6 +20,7 @@ from boughs.audit import service as audit
 from boughs.authz.permissions import Permission
 from boughs.authz.scope import require, scope_of
 from boughs.context import Ctx
+from boughs.kit.clock import start_of_hour
 from boughs.kit.errors import Conflict, InvalidInput, NotFound
 from boughs.kit.pagination import PageOf, check_limit, id_cursor, page_of
 from boughs.services import service as services
@@ -142,12 +143,8 @@ def format_quantity(scaled: int, precision: int) -> str:
     return str(Decimal(scaled).scaleb(-precision)) if precision else str(scaled)
 
 
-def _floor_hour(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
 def _ceil_hour(moment: datetime) -> datetime:
-    floor = _floor_hour(moment)
+    floor = start_of_hour(moment)
     return floor if floor == moment else floor + timedelta(hours=1)
 
 
@@ -236,7 +233,7 @@ async def _usage(
             raise InvalidInput.on_field(name, "needs a timezone", "send UTC as 2026-01-15T00:00:00Z")
     # Without a window: this local month. With only a start: to the end of its local month.
     default_start, default_end = _default_window(start or ctx.now(), zone)
-    window_start = _floor_hour(start) if start is not None else default_start.astimezone(UTC)
+    window_start = start_of_hour(start) if start is not None else default_start.astimezone(UTC)
     window_end = _ceil_hour(end) if end is not None else default_end.astimezone(UTC)
     if window_end <= window_start:
         raise InvalidInput.on_field("to", "must be after from", "give a to later than from")
@@ -268,6 +265,8 @@ async def _usage(
             return values[2]
         return len(seen)
 
+    # Counts are whole numbers; sums and peaks are in the meter's unit.
+    precision = meter.precision if meter.aggregation in (Aggregation.sum.value, Aggregation.max.value) else 0
     buckets = []
     overall = [0, 0, 0]
     for bucket_start in starts:
@@ -276,11 +275,9 @@ async def _usage(
         overall[1] = max(overall[1], values[1])
         overall[2] += values[2]
         quantity = measure(values, distinct.get(bucket_start, set()))
-        precision = meter.precision if meter.aggregation in ("sum", "max") else 0
         buckets.append(
             UsageBucket(start=bucket_start, quantity=format_quantity(quantity, precision), events=values[2])
         )
-    precision = meter.precision if meter.aggregation in ("sum", "max") else 0
     return UsageOut(
         meter=meter.code,
         unit=meter.unit,
