@@ -12,6 +12,9 @@ from boughs import __version__
 from boughs.accounts.api import router as accounts_router
 from boughs.audit.api import router as audit_router
 from boughs.auth.api import router as auth_router
+from boughs.billing.api import router as billing_router
+from boughs.billing.payment_methods_api import router as payment_methods_router
+from boughs.billing.payments_api import router as payments_router
 from boughs.catalog.api import router as catalog_router
 from boughs.config import Settings, get_settings
 from boughs.db import Database
@@ -36,6 +39,9 @@ def api_router() -> APIRouter:
     router.include_router(accounts_router)
     router.include_router(audit_router)
     router.include_router(auth_router)
+    router.include_router(billing_router)
+    router.include_router(payment_methods_router)
+    router.include_router(payments_router)
     router.include_router(catalog_router)
     router.include_router(connections_router)
     router.include_router(jobs_router)

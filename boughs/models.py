@@ -3,6 +3,18 @@
 from boughs.accounts.models import Account, AccountLink
 from boughs.audit.models import AuditEvent
 from boughs.auth.models import ApiToken, Invitation, LoginFailure, User, UserSession
+from boughs.billing.models import (
+    BillRun,
+    BillRunChunk,
+    CreditNote,
+    DunningHold,
+    Invoice,
+    InvoiceLine,
+    LedgerEntry,
+    Payment,
+    PaymentAllocation,
+    PaymentMethod,
+)
 from boughs.catalog.models import IpPool, Offer, Plan, Port, Router
 from boughs.db import Base
 from boughs.idempotency.models import IdempotencyKey
@@ -30,16 +42,26 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "Base",
+    "BillRun",
+    "BillRunChunk",
     "CapAlert",
     "CapUsage",
+    "CreditNote",
+    "DunningHold",
     "IdempotencyKey",
     "Invitation",
+    "Invoice",
+    "InvoiceLine",
     "IpPool",
     "Job",
+    "LedgerEntry",
     "LoginFailure",
     "Membership",
     "Meter",
     "Offer",
+    "Payment",
+    "PaymentAllocation",
+    "PaymentMethod",
     "Plan",
     "Port",
     "Provider",

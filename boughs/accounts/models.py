@@ -5,6 +5,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Date,
     ForeignKey,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql import false
 
 from boughs.db import Base
 from boughs.kit.types import BigId, JSONDoc, PathString, UTCDateTime
@@ -59,6 +61,7 @@ class Account(Base):
         CheckConstraint(_in("invoice_mode", InvoiceMode), name="invoice_mode"),
         CheckConstraint(_in("parent_access", ParentAccess), name="parent_access"),
         CheckConstraint("depth >= 0", name="depth"),
+        CheckConstraint("billing_anchor_day BETWEEN 1 AND 28", name="billing_anchor_day"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -94,6 +97,15 @@ class Account(Base):
     service_password_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Usage before this instant has been invoiced; usage reported for it arrives late.
     usage_billed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Tax in parts per million of the amount (8.875 % = 88750); null inherits. Exempt wins.
+    tax_rate_ppm: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tax_exempt: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Days from issue to due date; null inherits.
+    net_terms_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Billing periods of an invoice owner end the day before this day of the month (1: calendar months).
+    billing_anchor_day: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Suspended for an overdue invoice (billing.DunningHold): the account itself, not its subtree.
+    dunning_hold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

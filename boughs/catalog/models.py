@@ -55,6 +55,15 @@ class PricingModel(StrEnum):
     package = "package"
 
 
+class ChildBillingMode(StrEnum):
+    """How a plan on a parent bills its subtree's usage (m3ter): pooled and shown per child,
+    pooled and summed, or each child rated alone."""
+
+    parent_breakdown = "parent_breakdown"
+    parent_summary = "parent_summary"
+    child = "child"
+
+
 class PoolKind(StrEnum):
     permanent = "permanent"
     dynamic = "dynamic"
@@ -76,6 +85,10 @@ class Plan(Base):
         CheckConstraint(f"cap_action IS NULL OR {_in('cap_action', CapAction)}", name="cap_action"),
         CheckConstraint("price_amount >= 0", name="price_amount"),
         CheckConstraint("device_allowance >= 1", name="device_allowance"),
+        CheckConstraint(
+            f"child_billing_mode IS NULL OR {_in('child_billing_mode', ChildBillingMode)}",
+            name="child_billing_mode",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -97,6 +110,8 @@ class Plan(Base):
     # The data cap applies to the usage of the service's whole subtree, pooled.
     pooled_cap: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     device_allowance: Mapped[int] = mapped_column(Integer, default=1)
+    # Null: the plan rates its own account's usage only.
+    child_billing_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
     usage_charges: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
     # A retired plan keeps its subscribers but takes no new ones.
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

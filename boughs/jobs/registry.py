@@ -22,6 +22,8 @@ class Periodic:
 
 TASK_MODULES = (
     "boughs.accounts.tasks",
+    "boughs.billing.dunning_tasks",
+    "boughs.billing.tasks",
     "boughs.idempotency.tasks",
     "boughs.jobs.tasks",
     "boughs.services.tasks",

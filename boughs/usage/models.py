@@ -111,6 +111,8 @@ class UsageEvent(Base):
     fingerprint: Mapped[str] = mapped_column(String(32))
     # Reported after the period it belongs to was invoiced: billed as an adjustment.
     late: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The invoice that billed this late event as an adjustment.
+    late_invoice_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     properties: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, nullable=True)
 
 

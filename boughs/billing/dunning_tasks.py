@@ -1,0 +1,3 @@
+"""Periodic dunning."""
+
+from __future__ import annotations

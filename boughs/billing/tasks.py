@@ -1,0 +1,3 @@
+"""Bill runs as jobs."""
+
+from __future__ import annotations
