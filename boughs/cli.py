@@ -421,7 +421,8 @@ def demo(
         console.print(f"Created the demo admin {report.admin_email}.")
     catalog = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in report.catalog_created.items() if n)
     usage = report.meters_created or report.usage_events_created
-    if report.accounts_created or catalog or usage:
+    billed = report.payment_methods_created or report.invoices_created
+    if report.accounts_created or catalog or usage or billed:
         console.print(f"Loaded {report.accounts_created} of the {report.accounts_total} demo accounts.")
         if catalog:
             console.print(f"Loaded the demo catalog and services: {catalog}.")
@@ -429,6 +430,11 @@ def demo(
             console.print(
                 f"Loaded the demo usage: {_many(report.meters_created, 'meter')}, "
                 f"{_many(report.usage_events_created, 'usage event')} over three weeks."
+            )
+        if billed:
+            console.print(
+                f"Loaded the demo billing: {_many(report.payment_methods_created, 'payment method')}, "
+                f"{_many(report.invoices_created, 'invoice')} (last month finalized, this month in draft)."
             )
     else:
         console.print(f"The {report.accounts_total} demo accounts are already loaded; nothing changed.")
@@ -453,6 +459,112 @@ def _label(account: Any) -> str:
     external = f" [dim]{account.external_id}[/dim]" if account.external_id else ""
     status = "" if account.status == "active" else f" [yellow]{account.status}[/yellow]"
     return f"[bold]{account.name}[/bold] #{account.id}{external}{status}"
+
+
+@app.command(
+    "bill-run",
+    help="Bill every invoice owner whose billing period ends on PERIOD_END: one draft invoice per owner "
+    "(or previews with --dry-run), made in chunks of root accounts. This process bills the chunks itself; "
+    "workers on BOUGHS_BROKER_URL take chunks too. Running it again for the same period bills nobody twice.",
+    short_help="Bill a period, with a progress bar.",
+)
+def bill_run(
+    period_end: Annotated[str, typer.Argument(help="The last day of the billing period, YYYY-MM-DD.")],
+    dry_run: Annotated[bool, typer.Option(help="Preview the invoices without writing drafts.")] = False,
+    finalize: Annotated[bool, typer.Option(help="Finalize the invoices as they are made.")] = False,
+    provider_id: Annotated[
+        int | None, typer.Option(help="Provider to bill; default the install's first.")
+    ] = None,
+) -> None:
+    """Bill a period (the help text is the command's ``help``)."""
+    from datetime import date
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from boughs.auth.actor import Actor
+    from boughs.billing import repository as billing_repository
+    from boughs.billing import service as billing
+    from boughs.billing.schemas import BillRunCreate
+    from boughs.context import Ctx
+    from boughs.jobs import repository as jobs_repository
+    from boughs.jobs.runtime import JobRuntime
+    from boughs.kit.secrets import box_for
+
+    try:
+        day = date.fromisoformat(period_end)
+    except ValueError:
+        err.print(f"[red]error:[/red] {period_end!r} is not a date.\nfix: give the period end as YYYY-MM-DD.")
+        raise typer.Exit(2) from None
+    settings = get_settings()
+    require_current_schema(settings)
+    clock = SystemClock()
+
+    async def work(db: Database) -> Any:
+        target = await _provider_id(db, provider_id)
+        async with db.transaction() as session:
+            ctx = Ctx(session=session, clock=clock, actor=Actor.system(target, "cli"),
+                      secrets=box_for(settings.secret_key))  # fmt: skip
+            started = await billing.start_bill_run(ctx, BillRunCreate(period_end=day, dry_run=dry_run,
+                                                                      finalize=finalize))  # fmt: skip
+            run_id, job_id = started.id, started.job_id
+        runtime = JobRuntime(settings, clock=clock)
+        assert job_id is not None
+        await runtime.execute(db, job_id)
+
+        async def state() -> Any:
+            async with db.transaction(write=False) as session:
+                return await billing_repository.get_bill_run(session, target, run_id)
+
+        with Progress(
+            TextColumn("Billing {task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("roots"),
+            TimeElapsedColumn(), console=err, transient=True,
+        ) as progress:  # fmt: skip
+            current = await state()
+            task = progress.add_task(str(day), total=current.roots_total or None)
+
+            async def follow() -> None:
+                while True:
+                    found = await state()
+                    progress.update(task, completed=found.roots_done, total=found.roots_total or None)
+                    await asyncio.sleep(0.5)
+
+            watcher = asyncio.create_task(follow())
+            try:
+                async with db.transaction(write=False) as session:
+                    chunks = await billing_repository.chunks_of(session, run_id)
+                for chunk in chunks:
+                    if chunk.job_id is not None:
+                        await runtime.execute(db, chunk.job_id)
+                # Chunks another worker took: wait for them, unless they failed for good.
+                while True:
+                    current = await state()
+                    async with db.transaction(write=False) as session:
+                        live = await jobs_repository.count_live(
+                            session, [c.job_id for c in chunks if c.job_id]
+                        )
+                    if current.status != "running" or not live:
+                        break
+                    await asyncio.sleep(0.5)
+            finally:
+                watcher.cancel()
+        return current
+
+    result = run(work, settings)
+    totals = ", ".join(
+        f"{amount:,} {currency} (minor units)" for currency, amount in result.total_amount.items()
+    )
+    made = _many(result.invoices_created, "preview" if result.dry_run else "invoice")
+    console.print(
+        f"Bill run {result.id} for the period ending {day}: {result.status}; {made} made, "
+        f"{result.invoices_skipped:,} owners already billed, over {_many(result.roots_done, 'root account')}"
+        + (f"; total {totals}" if totals else "")
+        + ".",
+        soft_wrap=True,
+    )
+    if result.error:
+        err.print(f"[yellow]warning:[/yellow] {result.error}", soft_wrap=True)
+    if result.status != "succeeded":
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -29,6 +29,7 @@ from boughs.auth.actor import Actor, StaffRole
 from boughs.auth.passwords import verify_password
 from boughs.context import Ctx
 from boughs.db import Database
+from boughs.demo_billing import load_billing
 from boughs.demo_catalog import load_catalog
 from boughs.demo_usage import load_usage
 from boughs.kit.clock import Clock, local_date
@@ -188,6 +189,9 @@ class DemoReport:
     usage_start: datetime | None = None
     usage_end: datetime | None = None
     usage_account_id: int | None = None
+    payment_methods_created: int = 0
+    # Last month's invoices (finalized) and this month's (drafts, billed in advance).
+    invoices_created: int = 0
 
     @property
     def usage_example(self) -> str | None:
@@ -242,6 +246,7 @@ async def load_demo(db: Database, clock: Clock) -> DemoReport:
         created, ids = await _load_accounts(ctx)
         catalog_created = await load_catalog(ctx, ids)
         usage = await load_usage(ctx, ids)
+        billing = await load_billing(ctx, ids)
         return DemoReport(
             provider_id=admin.provider_id,
             provider_created=provider_created,
@@ -258,6 +263,8 @@ async def load_demo(db: Database, clock: Clock) -> DemoReport:
             usage_start=usage.start,
             usage_end=usage.end,
             usage_account_id=ids.get("demo-landlord"),
+            payment_methods_created=billing.payment_methods_created,
+            invoices_created=billing.invoices_created,
         )
 
 

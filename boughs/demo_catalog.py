@@ -11,6 +11,7 @@ its login is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from boughs.accounts import service as account_service
@@ -19,6 +20,8 @@ from boughs.catalog import service as catalog
 from boughs.catalog.models import IpPool, Plan, Port, Router
 from boughs.catalog.schemas import IpPoolCreate, PlanCreate, PortCreate, RouterCreate
 from boughs.context import Ctx
+from boughs.kit.clock import local_date
+from boughs.providers import repository as providers
 from boughs.services import repository as services_repository
 from boughs.services import service as services
 from boughs.services.schemas import ServiceCreate
@@ -45,7 +48,9 @@ DEMO_PLANS: tuple[dict[str, Any], ...] = (
     {"name": "IoT SIM pooled", "kind": "sim", "price_amount": 150, "currency": "EUR",
      "usage_charges": [{"meter": "data.mb", "model": "graduated", "tiers": [
          {"up_to": 10, "unit_price": "0"}, {"up_to": 1000, "unit_price": "0.02"},
-         {"up_to": None, "unit_price": "0.01"}]}]},
+         {"up_to": None, "unit_price": "0.01"}]}],
+     # Sensorly's customers' SIM data is pooled through the tiers and shared back per customer.
+     "child_billing_mode": "parent_breakdown"},
 )  # fmt: skip
 
 # plan name → the demo accounts it is offered to (and so to their subtrees)
@@ -124,6 +129,11 @@ async def load_catalog(ctx: Ctx, ids: dict[str, int]) -> dict[str, int]:
     Returns how many of each kind were created.
     """
     created = {"plans": 0, "offers": 0, "routers": 0, "ip_pools": 0, "ports": 0, "services": 0}
+    # Services began at the start of last month, so last month has a whole bill to show.
+    provider = await providers.get(ctx.session, ctx.provider_id)
+    since = (local_date(ctx.now(), provider.default_timezone).replace(day=1) - timedelta(days=1)).replace(
+        day=1
+    )
     plans: dict[str, int] = {}
     for plan_spec in DEMO_PLANS:
         plan = await catalog_repository.get_by_name(ctx.session, Plan, ctx.provider_id, plan_spec["name"])
@@ -171,6 +181,7 @@ async def load_catalog(ctx: Ctx, ids: dict[str, int]) -> dict[str, int]:
             account_id,
             ServiceCreate(
                 plan_id=plans[spec.plan],
+                start_date=since,
                 login=spec.login,
                 router_id=routers[spec.router] if spec.router else None,
                 port_id=ports[spec.port] if spec.port else None,

@@ -211,3 +211,24 @@ def test_demo_if_empty_leaves_a_real_install_alone(tmp_path) -> None:  # type: i
     assert "Demo admin login: admin@demo.boughs.test" in first
     assert "Demo admin login: admin@demo.boughs.test" in again
     assert "already loaded" in again
+
+
+def test_bill_run_bills_the_demo_once_and_previews_the_same(database: Path) -> None:
+    assert boughs("db", "upgrade").exit_code == 0
+    assert boughs("demo").exit_code == 0
+    preview = boughs("bill-run", "2026-11-30", "--dry-run")
+    assert preview.exit_code == 0, preview.output
+    assert "succeeded" in preview.stdout and "previews made" in preview.stdout
+    real = boughs("bill-run", "2026-11-30")
+    assert real.exit_code == 0, real.output
+    drafts = query(
+        database, "SELECT owner_account_id, total_amount FROM invoices WHERE status = 'draft' ORDER BY 1"
+    )
+    previews = query(
+        database, "SELECT owner_account_id, total_amount FROM invoices WHERE status = 'preview' ORDER BY 1"
+    )
+    assert drafts and drafts == previews
+    again = boughs("bill-run", "2026-11-30")
+    assert again.exit_code == 0 and f"0 invoices made, {len(drafts)} owners already billed" in again.stdout
+    refused = boughs("bill-run", "30/11/2026")
+    assert refused.exit_code == 2 and "YYYY-MM-DD" in refused.output

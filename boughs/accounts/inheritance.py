@@ -68,12 +68,29 @@ def has_expired(expiry_date: date | None, timezone: str, now: datetime) -> bool:
     return now >= end_of_local_day(expiry_date, timezone)
 
 
+# The reason an account held for an unpaid invoice (``dunning_hold``) reports.
+UNPAID = "unpaid"
+
+
 def effective_status(chain: Sequence[ChainLink], now: datetime, provider_timezone: str) -> dict[str, Any]:
     blocker: ChainLink | None = None
     for account in reversed(chain):
         severity = _SEVERITY.get(account.status, 0)
         if severity and (blocker is None or severity > _SEVERITY[blocker.status]):
             blocker = account
+    own = chain[-1]
+    # A dunning hold suspends the account itself, never its descendants: only the last
+    # account's own hold counts. Its own status, or a cancelled ancestor, says more.
+    suspended_above = (
+        blocker is not None and blocker.id != own.id and blocker.status == AccountStatus.suspended.value
+    )
+    if getattr(own, "dunning_hold", False) and (blocker is None or suspended_above):
+        return {
+            "value": AccountStatus.suspended.value,
+            "source_account_id": own.id,
+            "blocked": True,
+            "reason": UNPAID,
+        }
     if blocker is not None:
         return {"value": blocker.status, "source_account_id": blocker.id, "blocked": True}
     expiry = resolve(chain, "expiry_date")

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql import false
@@ -124,6 +125,14 @@ class AccountLink(Base):
         # prefer it to the child's own index and read every link of the provider.
         Index("ix_account_links_child_id_valid_from", "child_id", "valid_from"),
         Index("ix_account_links_parent_id_valid_from", "parent_id", "valid_from"),
+        # The links a move closed: a bill run finds the accounts that moved during its period.
+        Index(
+            "ix_account_links_closed",
+            "provider_id",
+            "valid_to",
+            sqlite_where=text("valid_to IS NOT NULL"),
+            postgresql_where=text("valid_to IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 from zoneinfo import available_timezones
 
-from pydantic import EmailStr, Field, field_validator
+from pydantic import AliasChoices, EmailStr, Field, field_validator
 
 from boughs.accounts.models import AccountStatus, InvoiceMode, ParentAccess
+from boughs.billing.terms import parse_rate, rate_text
 from boughs.catalog.schemas import OfferSummary
 from boughs.kit.periods import Period
 from boughs.kit.schema import Input, Output
@@ -25,6 +27,16 @@ def check_currency(value: str | None) -> str | None:
     if value is not None and not (len(value) == 3 and value.isalpha() and value.isupper()):
         raise ValueError("is not an ISO 4217 code; use three capital letters such as 'EUR'")
     return value
+
+
+def check_tax_rate(value: Any) -> Decimal | None:
+    """A percent such as "8.875" (null: inherit); stored as parts per million."""
+    return None if value is None else parse_rate(value)
+
+
+def rate_out(value: Any) -> Any:
+    """Parts per million read from a row, as the percent text the API shows."""
+    return rate_text(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _check_features(value: dict[str, bool] | None) -> dict[str, bool] | None:
@@ -54,10 +66,17 @@ class AccountFields(Input):
     billing_address: str | None = Field(default=None, max_length=2_000)
     billing_tax_id: str | None = Field(default=None, max_length=64)
     billing_email: EmailStr | None = None
+    tax_rate: Decimal | None = Field(
+        default=None, description='Tax percent such as "8.875" (at most 4 decimals); null inherits.'
+    )
+    tax_exempt: bool = Field(default=False, description="No tax here and below it.")
+    net_terms_days: int | None = Field(default=None, ge=0, le=365, description="Days to pay; null inherits.")
+    billing_anchor_day: int = Field(default=1, ge=1, le=28, description="Billing periods start on this day.")
 
     _tz = field_validator("timezone")(check_timezone)
     _cur = field_validator("currency")(check_currency)
     _feat = field_validator("features")(_check_features)
+    _rate = field_validator("tax_rate", mode="before")(check_tax_rate)
 
 
 class AccountCreate(AccountFields):
@@ -88,14 +107,21 @@ class AccountUpdate(Input):
     billing_address: str | None = Field(default=None, max_length=2_000)
     billing_tax_id: str | None = Field(default=None, max_length=64)
     billing_email: EmailStr | None = None
+    tax_rate: Decimal | None = None
+    tax_exempt: bool | None = None
+    net_terms_days: int | None = Field(default=None, ge=0, le=365)
+    billing_anchor_day: int | None = Field(default=None, ge=1, le=28)
 
     _tz = field_validator("timezone")(check_timezone)
     _cur = field_validator("currency")(check_currency)
     _feat = field_validator("features")(_check_features)
+    _rate = field_validator("tax_rate", mode="before")(check_tax_rate)
 
     # A field validator (not a model one) so the error names the field; it only runs
     # for fields the request sent, which is exactly when null is a mistake.
-    @field_validator("name", "invoice_mode", "parent_access", "features", "description")
+    @field_validator(
+        "name", "invoice_mode", "parent_access", "features", "description", "tax_exempt", "billing_anchor_day"
+    )
     @classmethod
     def _required_stay_set(cls, value: Any) -> Any:
         if value is None:
@@ -141,10 +167,17 @@ class AccountOut(Output):
     billing_address: str | None
     billing_tax_id: str | None
     billing_email: str | None
+    # Read from the row's tax_rate_ppm; a percent such as "8.875", or null (inherits).
+    tax_rate: str | None = Field(validation_alias=AliasChoices("tax_rate", "tax_rate_ppm"))
+    tax_exempt: bool
+    net_terms_days: int | None
+    billing_anchor_day: int
     msa_accepted_at: datetime | None
     aup_accepted_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+    _rate = field_validator("tax_rate", mode="before")(rate_out)
 
 
 class AdministratorAdded(Output):
@@ -201,6 +234,14 @@ class EffectiveOut(Output):
     timezone: InheritedValue
     currency: InheritedValue
     billing_details: BillingDetails
+    # value: {id, kind, label, last_four, holder, account_id} or null.
+    payment_method: InheritedValue
+    # value: {rate_ppm, exempt, rate}; rate is a percent such as "8.875".
+    tax_rate: InheritedValue
+    # value: days from issue to due date.
+    net_terms: InheritedValue
+    # value: the id of the account whose invoice carries this account's charges.
+    invoice_owner: InheritedValue
     agreements: AgreementsOut
     offers: list[OfferSummary] = []
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from boughs.accounts import inheritance, repository
-from boughs.accounts.models import Account, AccountLink, AccountStatus
+from boughs.accounts.models import Account, AccountLink, AccountStatus, InvoiceMode
 from boughs.accounts.repository import AccountFilter, SubtreeSummary
 from boughs.accounts.schemas import AccountCreate, AccountUpdate, RenewRequest
 from boughs.audit import service as audit
 from boughs.authz.permissions import Permission
 from boughs.authz.scope import require, scope_of
+from boughs.billing import ledger, terms
+from boughs.billing import payment_methods_repository as billing_repository
+from boughs.billing import repository as invoices_repository
+from boughs.billing.models import PaymentMethod
 from boughs.context import Ctx
 from boughs.kit.clock import local_date
 from boughs.kit.errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
@@ -32,7 +36,10 @@ AUDITED = (
     "name", "external_id", "description", "contact_email", "technical_contact_email",
     "status", "expiry_date", "invoice_mode", "parent_access", "timezone", "currency",
     "features", "billing_address", "billing_tax_id", "billing_email", "parent_id",
+    "tax_rate_ppm", "tax_exempt", "net_terms_days", "billing_anchor_day",
 )  # fmt: skip
+# Fields whose change can break the currency rule (see _check_billing_currency).
+CURRENCY_RULE_FIELDS = ("invoice_mode", "currency")
 
 
 def snapshot(account: Account) -> dict[str, Any]:
@@ -107,6 +114,81 @@ async def _check_external_id_free(ctx: Ctx, external_id: str | None, own_id: int
         )
 
 
+def _stored(fields: dict[str, Any]) -> dict[str, Any]:
+    """Request fields as columns: enums by value, the tax percent in parts per million."""
+    out = {k: (v.value if hasattr(v, "value") else v) for k, v in fields.items() if k != "tax_rate"}
+    if "tax_rate" in fields:
+        rate = fields["tax_rate"]
+        out["tax_rate_ppm"] = None if rate is None else terms.ppm_of(rate)
+    return out
+
+
+def _currency_of(chain: Sequence[Account], provider_currency: str) -> str:
+    return str(inheritance.resolve(chain, "currency", provider_currency).value)
+
+
+def _currency_refused(fields: Sequence[str], message: str, fix: str) -> InvalidInput:
+    problems = [FieldProblem(f, message, fix) for f in (fields or CURRENCY_RULE_FIELDS[1:])]
+    return InvalidInput(detail="; ".join(f"{p.field}: {message}" for p in problems), fix=fix, errors=problems)
+
+
+async def _check_billing_currency(
+    ctx: Ctx,
+    account: Account | None,
+    *,
+    invoice_mode: str,
+    currency: str | None,
+    parent_chain: Sequence[Account],
+    provider_currency: str,
+    fields: Sequence[str],
+    was: str | None = None,
+) -> None:
+    """A with_parent account bills in its invoice owner's currency (issue 6).
+
+    Checked as an equivalent local rule: every with_parent account that sets a currency
+    sets its parent's effective one (then, by induction, every account on an invoice has
+    the owner's currency, whichever way invoice modes change). So a change needs checking
+    only on the account itself (``invoice_mode``/``currency`` as they would be, under
+    ``parent_chain``, root first) and, when the account's effective currency moves from
+    ``was``, on the descendants that set their own currency and inherited ``was`` from it.
+    ``account`` is None while it is being created (it has no descendants yet).
+    """
+    parent_currency = _currency_of(parent_chain, provider_currency) if parent_chain else None
+    if (
+        parent_chain
+        and invoice_mode == InvoiceMode.with_parent.value
+        and currency is not None
+        and currency != parent_currency
+    ):
+        owner = terms.invoice_owner_of(parent_chain)
+        raise _currency_refused(
+            fields,
+            f"a with_parent account is billed on the invoice of account {owner}, in {parent_currency}; "
+            f"it cannot bill in {currency}",
+            f"use currency {parent_currency} or null (inherit), or invoice_mode separate to receive "
+            f"its own invoices in {currency}",
+        )
+    if account is None or was is None:
+        return
+    now = currency if currency is not None else parent_currency or provider_currency
+    if now == was:
+        return
+    rows = await billing_repository.explicit_currencies_below(ctx.session, account)
+    # Below the account, those that set a currency; the rest inherit along the path.
+    explicit = {row.id: row.currency for row in rows}
+    for row in rows:
+        between = ids_of(row.path)[len(ids_of(account.path)) : -1]
+        if any(i in explicit for i in between):
+            continue  # its parent's currency comes from a descendant that keeps its own
+        if row.invoice_mode == InvoiceMode.with_parent.value and row.currency != now:
+            raise _currency_refused(
+                fields,
+                f"account {row.id} below is billed with its parent in {row.currency}, "
+                f"but its invoice would be in {now}",
+                f"first give account {row.id} currency {now} (or null), or make it invoice_mode separate",
+            )
+
+
 async def create(ctx: Ctx, data: AccountCreate) -> Account:
     provider = await providers.get(ctx.session, ctx.provider_id)
     parent: Account | None = None
@@ -130,6 +212,13 @@ async def create(ctx: Ctx, data: AccountCreate) -> Account:
     if data.features and not scope.allows("", Permission.manage_provider):
         raise InvalidInput.on_field("features", "only provider staff can set features", "leave it out")
     await _check_external_id_free(ctx, data.external_id, None)
+    if parent is not None and data.invoice_mode == InvoiceMode.with_parent and data.currency is not None:
+        await _check_billing_currency(
+            ctx, None, invoice_mode=data.invoice_mode.value, currency=data.currency,
+            parent_chain=await repository.chain(ctx.session, parent),
+            provider_currency=provider.default_currency,
+            fields=[f for f in CURRENCY_RULE_FIELDS if f in data.model_fields_set],
+        )  # fmt: skip
 
     now = ctx.now()
     fields = data.model_dump(exclude={"parent_id", "administrators", "preaccept_agreements"})
@@ -143,7 +232,7 @@ async def create(ctx: Ctx, data: AccountCreate) -> Account:
         status=AccountStatus.active.value,
         created_at=now,
         updated_at=now,
-        **{k: (v.value if hasattr(v, "value") else v) for k, v in fields.items()},
+        **_stored(fields),
     )
     if data.preaccept_agreements:
         _accept(account, ctx, msa=True, aup=True)
@@ -168,9 +257,22 @@ async def update(ctx: Ctx, account_id: int, data: AccountUpdate) -> Account:
         raise InvalidInput.on_field("features", "only provider staff can change features", "leave it out")
     if "external_id" in changes:
         await _check_external_id_free(ctx, changes["external_id"], account.id)
+    columns = _stored(changes)
+    if any(f in changes for f in CURRENCY_RULE_FIELDS):
+        provider = await providers.get(ctx.session, ctx.provider_id)
+        chain = await repository.chain(ctx.session, account)
+        await _check_billing_currency(
+            ctx, account,
+            invoice_mode=columns.get("invoice_mode", account.invoice_mode),
+            currency=columns.get("currency", account.currency),
+            parent_chain=chain[:-1],
+            provider_currency=provider.default_currency,
+            fields=[f for f in CURRENCY_RULE_FIELDS if f in changes],
+            was=_currency_of(chain, provider.default_currency),
+        )  # fmt: skip
     before = snapshot(account)
-    for name, value in changes.items():
-        setattr(account, name, value.value if hasattr(value, "value") else value)
+    for name, value in columns.items():
+        setattr(account, name, value)
     account.updated_at = ctx.now()
     await ctx.session.flush()
     if "expiry_date" in changes or "timezone" in changes:
@@ -250,7 +352,14 @@ async def effective(ctx: Ctx, account_id: int) -> dict[str, Any]:
 
     found = await _chain(ctx, account_id)
     offers = await catalog.offers_of(ctx, found.accounts)
-    return effective_of(found.accounts, found.provider_timezone, found.provider_currency, ctx.now(), offers)
+    provider = await providers.get(ctx.session, ctx.provider_id)
+    methods = await billing_repository.methods_for_accounts(
+        ctx.session, ctx.provider_id, [a.id for a in found.accounts]
+    )
+    return effective_of(
+        found.accounts, found.provider_timezone, found.provider_currency, ctx.now(), offers,
+        provider=provider, methods=methods,
+    )  # fmt: skip
 
 
 def effective_of(
@@ -259,7 +368,12 @@ def effective_of(
     provider_currency: str,
     now: datetime,
     offers: Sequence[dict[str, Any]] = (),
+    *,
+    provider: terms.ProviderTerms,
+    methods: Mapping[int, Sequence[PaymentMethod]],
 ) -> dict[str, Any]:
+    """``methods``: the payment methods of every account of the chain."""
+
     def resolved(attribute: str, default: Any = None) -> dict[str, Any]:
         return inheritance.resolve(chain, attribute, default).as_dict()
 
@@ -275,6 +389,12 @@ def effective_of(
             "tax_id": resolved("billing_tax_id"),
             "email": resolved("billing_email"),
         },
+        # The method this account pays with: its default, else an ancestor's shared one.
+        "payment_method": terms.payer_of(chain, methods).as_dict(),
+        "tax_rate": terms.tax_rate_of(chain, provider).as_dict(),
+        "net_terms": terms.net_terms_of(chain, provider).as_dict(),
+        # Whose invoice carries this account's charges.
+        "invoice_owner": terms.invoice_owner(chain).as_dict(),
         # Plans the account may take: public, or offered to it or an ancestor.
         "offers": list(offers),
     }
@@ -363,6 +483,16 @@ async def move(ctx: Ctx, account_id: int, parent_id: int | None) -> Account:
     if provider.max_account_depth is not None:
         deepest = await repository.max_depth_below(ctx.session, account)
         _check_depth(provider, deepest - account.depth + new_depth)
+    # An account that keeps its own currency keeps it, and so does everything below it.
+    if account.currency is None or account.invoice_mode == InvoiceMode.with_parent.value:
+        await _check_billing_currency(
+            ctx, account, invoice_mode=account.invoice_mode, currency=account.currency,
+            parent_chain=await repository.chain(ctx.session, parent) if parent else [],
+            provider_currency=provider.default_currency, fields=["parent_id"],
+            was=_currency_of(await repository.chain(ctx.session, account), provider.default_currency)
+            if account.currency is None
+            else None,
+        )  # fmt: skip
 
     now = ctx.now()
     before = {"parent_id": account.parent_id, "path": account.path}
@@ -395,6 +525,12 @@ async def deletion_report(ctx: Ctx, account_id: int) -> dict[str, Any]:
     refused: list[str] = []
     if await repository.has_children(ctx.session, account):
         refused.append("it has child accounts: move or delete them first")
+    unpaid = await ledger.unpaid_balance_of(ctx.session, ctx.provider_id, account.id)
+    if unpaid > 0:
+        refused.append(
+            f"it owes {unpaid} (minor units) on issued invoices: "
+            "record the payment, credit or write them off first"
+        )
     history = await repository.links(ctx.session, ctx.provider_id, account.id)
     # Its audit trail stays, and so does the event that records the deletion.
     audit_events = await repository.audit_event_count(ctx.session, account) + 1
@@ -410,7 +546,13 @@ async def deletion_report(ctx: Ctx, account_id: int) -> dict[str, Any]:
             "services": services,
             "usage_events": usage_events,
         },
-        "kept": {"audit_events": audit_events, "usage_in_ancestors_totals": True},
+        "kept": {
+            "audit_events": audit_events,
+            "usage_in_ancestors_totals": True,
+            # Legal records: kept, their bill-to snapshot anonymised.
+            "issued_invoices": await invoices_repository.issued_invoice_count(ctx.session, account.id),
+            "payments": await invoices_repository.payment_count(ctx.session, account.id),
+        },
         "refused_because": refused,
     }
 
@@ -423,7 +565,8 @@ async def delete(ctx: Ctx, account_id: int) -> dict[str, Any]:
     if report["refused_because"]:
         raise Conflict(
             detail=f"Account {account_id} cannot be deleted: {'; '.join(report['refused_because'])}.",
-            fix="move or delete its child accounts first, then delete it",
+            fix="; ".join(reason.split(": ", 1)[1] for reason in report["refused_because"])
+            + ", then delete it",
             extra={"report": report},
         )
     await repository.lock(ctx.session, ctx.provider_id, [account.root_id])
@@ -431,6 +574,7 @@ async def delete(ctx: Ctx, account_id: int) -> dict[str, Any]:
         ctx, entity=ENTITY, entity_id=account.id, action="deleted",
         account_id=account.id, before=snapshot(account),
     )  # fmt: skip
+    await invoices_repository.forget_owner(ctx.session, account.id)
     await repository.delete_account(ctx.session, account)
     ctx.session.expunge(account)
     return report

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from boughs.catalog.models import CapAction, PayPeriod, PlanKind, PoolKind, PricingModel
+from boughs.catalog.models import CapAction, ChildBillingMode, PayPeriod, PlanKind, PoolKind, PricingModel
 from boughs.kit.schema import Input, Output
 
 MAX_BIGINT = 2**63 - 1
@@ -121,6 +121,8 @@ class PlanFields(Input):
     throttle_upload_rate: int | None = Field(default=None, ge=1, le=MAX_RATE)
     device_allowance: int = Field(default=1, ge=1, le=MAX_DEVICES)
     usage_charges: list[UsageCharge] = Field(default_factory=list, max_length=50)
+    # On a parent's service: how its usage charges bill the subtree (null: its own usage only).
+    child_billing_mode: ChildBillingMode | None = None
 
     _cur = field_validator("currency")(check_currency)
 
@@ -146,6 +148,7 @@ class PlanUpdate(Input):
     throttle_upload_rate: int | None = Field(default=None, ge=1, le=MAX_RATE)
     device_allowance: int | None = Field(default=None, ge=1, le=MAX_DEVICES)
     usage_charges: list[UsageCharge] | None = Field(default=None, max_length=50)
+    child_billing_mode: ChildBillingMode | None = None
     # True retires the plan (it keeps its subscribers, takes no new ones); false brings it back.
     retired: bool | None = None
 
@@ -198,6 +201,7 @@ class PlanOut(Output):
     throttle_upload_rate: int | None
     device_allowance: int
     usage_charges: list[UsageChargeOut]
+    child_billing_mode: str | None = None
     retired: bool = False
     retired_at: datetime | None
     created_at: datetime

@@ -230,7 +230,7 @@ def _in_use(what: str, count: int, fix: str) -> Conflict:
 PLAN_AUDITED = (
     "name", "kind", "description", "price_amount", "currency", "pay_period", "public",
     "download_rate", "upload_rate", "data_cap_bytes", "cap_action", "pooled_cap", "throttle_download_rate",
-    "throttle_upload_rate", "device_allowance", "usage_charges", "retired_at",
+    "throttle_upload_rate", "device_allowance", "usage_charges", "child_billing_mode", "retired_at",
 )  # fmt: skip
 INTERNET_ONLY = (
     "download_rate", "upload_rate", "data_cap_bytes", "cap_action",
@@ -292,6 +292,11 @@ def _plan_problems(values: dict[str, Any]) -> list[FieldProblem]:
 
 def _usage_problems(values: dict[str, Any]) -> list[FieldProblem]:
     problems: list[FieldProblem] = []
+    if values.get("child_billing_mode") and not values.get("usage_charges"):
+        problems.append(
+            FieldProblem("child_billing_mode", "pools the subtree's usage but the plan has no usage charges",
+                         "add usage_charges for the meters to pool, or leave child_billing_mode null")
+        )  # fmt: skip
     seen: set[str] = set()
     for i, charge in enumerate(values.get("usage_charges") or []):
         at = f"usage_charges.{i}"

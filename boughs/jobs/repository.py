@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.jobs.models import Job, JobStatus, Schedule
@@ -110,3 +110,15 @@ async def claim_schedule(
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def count_live(session: AsyncSession, job_ids: list[int]) -> int:
+    """How many of these jobs are still queued or running."""
+    if not job_ids:
+        return 0
+    found = await session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.id.in_(job_ids), Job.status.in_((JobStatus.queued.value, JobStatus.running.value)))
+    )
+    return int(found or 0)

@@ -7,6 +7,7 @@ from typing import Any
 from boughs.audit import service as audit
 from boughs.authz.permissions import Permission
 from boughs.authz.scope import require
+from boughs.billing.terms import ppm_of
 from boughs.context import Ctx
 from boughs.kit.errors import Conflict, InvalidInput
 from boughs.providers import repository
@@ -14,7 +15,11 @@ from boughs.providers.models import Provider
 from boughs.providers.schemas import ProviderUpdate
 
 ENTITY = "provider"
-AUDITED = ("name", "default_timezone", "default_currency", "max_account_depth", "usage_retention_days")
+AUDITED = (
+    "name", "default_timezone", "default_currency", "max_account_depth", "usage_retention_days",
+    "default_tax_rate_ppm", "default_net_terms_days", "dunning_grace_days", "invoice_number_prefix",
+    "credit_note_number_prefix",
+)  # fmt: skip
 # Only these may be null; the others always hold a value.
 NULLABLE = frozenset({"max_account_depth"})
 
@@ -43,6 +48,8 @@ async def update(ctx: Ctx, data: ProviderUpdate) -> Provider:
                 f"accounts already sit at depth {deepest}",
                 f"allow at least {deepest}, or move the deeper accounts up first",
             )
+    if "default_tax_rate" in changes:
+        changes["default_tax_rate_ppm"] = ppm_of(changes.pop("default_tax_rate"))
     before = _snapshot(provider)
     for name, value in changes.items():
         setattr(provider, name, value)

@@ -2,7 +2,8 @@
 
 The rules (seed 004), which the automatic transitions keep true at every commit:
 - an account is *blocked* when its own status is not active (suspended, cancelled, or
-  expired by the sweep) or an ancestor is suspended or cancelled;
+  expired by the sweep), it is held for an unpaid invoice (``dunning_hold``: itself
+  only, never its subtree), or an ancestor is suspended or cancelled;
 - on a blocked account no service is active: what would be active is stopped with
   reason ``account``, and only those come back when the block lifts;
 - a service disabled by its data cap (reason ``cap``) comes back at ``cap_resets_at``
@@ -25,6 +26,7 @@ from boughs.accounts import inheritance
 from boughs.accounts import repository as accounts
 from boughs.accounts.models import Account, AccountStatus
 from boughs.audit import service as audit
+from boughs.billing import payments_repository as billing_holds
 from boughs.context import Ctx
 from boughs.kit.clock import end_of_local_day, local_date
 from boughs.kit.paths import ids_of
@@ -38,6 +40,8 @@ ACTIVE, STOPPED = ServiceStatus.active.value, ServiceStatus.stopped.value
 # Statuses of an ancestor that block its whole subtree; the account's own non-active
 # status blocks only itself (an expiry reaches descendants through their own sweep).
 SUBTREE_BLOCKING = (AccountStatus.suspended.value, AccountStatus.cancelled.value)
+# How a held account (``dunning_hold``) appears among the blocked ones of a subtree.
+DUNNING_HOLD = "dunning_hold"
 CHUNK = 500
 # Beyond this many blocked accounts in a subtree, scan its active services instead of
 # naming the blocked ranges one by one in the query.
@@ -52,23 +56,31 @@ class Blockers:
     """The non-active accounts along some paths: enough to tell whether each path is blocked."""
 
     statuses: dict[int, str]
+    # Accounts held for an unpaid invoice: blocked themselves, their descendants not.
+    held: frozenset[int] = frozenset()
 
     def blocks(self, path: str) -> bool:
         ids = ids_of(path)
+        if ids[-1] in self.held:
+            return True
         if self.statuses.get(ids[-1], AccountStatus.active.value) != AccountStatus.active.value:
             return True
         return any(self.statuses.get(i) in SUBTREE_BLOCKING for i in ids[:-1])
 
 
 async def blockers_along(session: AsyncSession, provider_id: int, paths: Iterable[str]) -> Blockers:
-    """One query per chunk of ids: the accounts on these paths that are not active."""
-    ids = sorted({i for path in paths for i in ids_of(path)})
+    """One query per chunk of ids: the accounts on these paths that are not active, and
+    (only the paths' own accounts can be blocked by it) those held for an unpaid invoice."""
+    path_list = list(paths)
+    ids = sorted({i for path in path_list for i in ids_of(path)})
+    own = sorted({ids_of(path)[-1] for path in path_list})
     statuses: dict[int, str] = {}
     for start in range(0, len(ids), CHUNK):
         statuses.update(
             await repository.non_active_statuses(session, provider_id, ids[start : start + CHUNK])
         )
-    return Blockers(statuses)
+    held = await billing_holds.held_among(session, provider_id, own) if own else set()
+    return Blockers(statuses, frozenset(held))
 
 
 async def account_blocked(ctx: Ctx, account_id: int) -> bool:
@@ -236,8 +248,11 @@ async def reconcile_subtree(ctx: Ctx, path: str) -> None:
     rows = await repository.non_active_accounts_in_subtree_or_blocking_ancestors(
         ctx.session, ctx.provider_id, path, ancestor_ids, SUBTREE_BLOCKING
     )
-    blockers = Blockers({r[0]: r[2] for r in rows})
+    held = await billing_holds.held_in_subtree(ctx.session, ctx.provider_id, path)
+    blockers = Blockers({r[0]: r[2] for r in rows}, frozenset(i for i, _ in held))
+    # A held account blocks only itself, as an account's own expiry does.
     inside = [r for r in rows if r[1].startswith(path)]
+    inside += [(i, p, DUNNING_HOLD) for i, p in held if i not in blockers.statuses]
     # Every active service may have to stop when an ancestor blocks or too many accounts
     # inside do; otherwise only those under the blocked subtrees and on the expired accounts.
     any_active = any(r[0] in ancestor_ids for r in rows) or len(inside) > MAX_NAMED_BLOCKERS
@@ -309,7 +324,10 @@ async def where_is(ctx: Ctx, service: Service) -> Where:
     chain = await accounts.chain(ctx.session, account)
     provider = await providers.get(ctx.session, ctx.provider_id)
     timezone = inheritance.resolve(chain, "timezone", provider.default_timezone).value
-    blockers = Blockers({a.id: a.status for a in chain if a.status != AccountStatus.active.value})
+    blockers = Blockers(
+        {a.id: a.status for a in chain if a.status != AccountStatus.active.value},
+        frozenset(a.id for a in chain if a.dunning_hold),
+    )
     return Where(account, timezone, blockers.blocks(account.path))
 
 

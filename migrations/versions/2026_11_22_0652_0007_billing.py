@@ -81,6 +81,10 @@ def _postgresql_triggers() -> list[str]:
     ]
 
 
+def _rebuild_on_sqlite() -> str:
+    return "always" if op.get_bind().dialect.name == "sqlite" else "auto"
+
+
 def _create_triggers() -> None:
     statements = _postgresql_triggers() if op.get_bind().dialect.name == "postgresql" else _sqlite_triggers()
     for statement in statements:
@@ -480,7 +484,19 @@ def upgrade() -> None:
             postgresql_where=sa.text("is_default"),
         )
 
-    with op.batch_alter_table("accounts", schema=None) as batch_op:
+    with op.batch_alter_table("account_links", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_account_links_closed",
+            ["provider_id", "valid_to"],
+            unique=False,
+            sqlite_where=sa.text("valid_to IS NOT NULL"),
+            postgresql_where=sa.text("valid_to IS NOT NULL"),
+        )
+    # SQLite rebuilds the table to add these columns; the rebuild must keep AUTOINCREMENT, so
+    # ids of deleted rows are never handed out again.
+    with op.batch_alter_table(
+        "accounts", schema=None, recreate=_rebuild_on_sqlite(), table_kwargs={"sqlite_autoincrement": True}
+    ) as batch_op:
         batch_op.add_column(sa.Column("tax_rate_ppm", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("tax_exempt", sa.Boolean(), server_default=sa.false(), nullable=False))
         batch_op.add_column(sa.Column("net_terms_days", sa.Integer(), nullable=True))
@@ -488,9 +504,19 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("dunning_hold", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
+        batch_op.create_check_constraint("billing_anchor_day", "billing_anchor_day BETWEEN 1 AND 28")
 
-    with op.batch_alter_table("plans", schema=None) as batch_op:
+    # SQLite rebuilds the table to add these columns; the rebuild must keep AUTOINCREMENT, so
+    # ids of deleted rows are never handed out again.
+    with op.batch_alter_table(
+        "plans", schema=None, recreate=_rebuild_on_sqlite(), table_kwargs={"sqlite_autoincrement": True}
+    ) as batch_op:
         batch_op.add_column(sa.Column("child_billing_mode", sa.String(length=16), nullable=True))
+        batch_op.create_check_constraint(
+            "child_billing_mode",
+            "child_billing_mode IS NULL OR "
+            "child_billing_mode IN ('parent_breakdown', 'parent_summary', 'child')",
+        )
 
     with op.batch_alter_table("providers", schema=None) as batch_op:
         batch_op.add_column(
@@ -538,9 +564,13 @@ def downgrade() -> None:
         batch_op.drop_column("default_tax_rate_ppm")
 
     with op.batch_alter_table("plans", schema=None) as batch_op:
+        batch_op.drop_constraint(op.f("ck_plans_child_billing_mode"), type_="check")
         batch_op.drop_column("child_billing_mode")
 
+    with op.batch_alter_table("account_links", schema=None) as batch_op:
+        batch_op.drop_index("ix_account_links_closed")
     with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.drop_constraint(op.f("ck_accounts_billing_anchor_day"), type_="check")
         batch_op.drop_column("dunning_hold")
         batch_op.drop_column("billing_anchor_day")
         batch_op.drop_column("net_terms_days")

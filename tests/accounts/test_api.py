@@ -406,6 +406,15 @@ async def test_effective_values_and_sources(client: httpx.AsyncClient) -> None:
             "tax_id": {"value": "FR999", "source_account_id": leaf["id"], "source": "own"},
             "email": {"value": "m@example.com", "source_account_id": mid["id"], "source": "inherited"},
         },
+        # tests/billing covers these.
+        "payment_method": {"value": None, "source_account_id": None, "source": "none"},
+        "tax_rate": {
+            "value": {"rate_ppm": 0, "exempt": False, "rate": "0"},
+            "source_account_id": None,
+            "source": "provider",
+        },
+        "net_terms": {"value": 30, "source_account_id": None, "source": "provider"},
+        "invoice_owner": {"value": leaf["id"], "source_account_id": leaf["id"], "source": "own"},
     }
     eff = await effective(client, root["id"])
     assert eff["expiry_date"] == {"value": "2026-12-31", "source_account_id": root["id"], "source": "own"}
@@ -778,7 +787,12 @@ async def test_delete_refused_while_it_has_children(client: httpx.AsyncClient, d
     assert preview == {
         "account_id": child["id"],
         "removed": {"accounts": 1, "parent_links": 1, "services": 0, "usage_events": 0},
-        "kept": {"audit_events": 2, "usage_in_ancestors_totals": True},  # "created", and "deleted"
+        "kept": {
+            "audit_events": 2,
+            "usage_in_ancestors_totals": True,
+            "issued_invoices": 0,
+            "payments": 0,
+        },  # "created", and "deleted"
         "refused_because": [],
     }
     r = await client.delete(f"{API}/{child['id']}")
@@ -806,7 +820,12 @@ async def test_delete_leaf_with_history(client: httpx.AsyncClient, db: Database,
     await post(client, f"{API}/{leaf['id']}/suspend")
     preview = (await client.get(f"{API}/{leaf['id']}/deletion")).json()
     assert preview["removed"] == {"accounts": 1, "parent_links": 2, "services": 0, "usage_events": 0}
-    assert preview["kept"] == {"audit_events": 4, "usage_in_ancestors_totals": True}
+    assert preview["kept"] == {
+        "audit_events": 4,
+        "usage_in_ancestors_totals": True,
+        "issued_invoices": 0,
+        "payments": 0,
+    }
     r = await client.delete(f"{API}/{leaf['id']}")
     assert r.status_code == 200, r.text
     assert r.json() == preview

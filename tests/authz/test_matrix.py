@@ -42,6 +42,9 @@ from tests.authz.matrix_world import (
     build_world,
     has_children,
 )
+from tests.billing import invoices_matrix_cases as invoices
+from tests.billing import payment_methods_matrix_cases as payment_methods
+from tests.billing import payments_matrix_cases as payments
 from tests.catalog import matrix_cases as catalog
 from tests.conftest import Tenant
 from tests.services import lifecycle_matrix_cases as lifecycle
@@ -732,6 +735,32 @@ MATRIX: dict[tuple[str, str], tuple[Case, ...]] = {
     ),
     # usage: meters are the provider's catalog; a batch of events is answered per event
     ("GET", "/meters"): (Case("list", anyone_signed_in, fixed("/meters"), SELF),),
+    # bill runs and invoices
+    ("POST", "/bill-runs"): (
+        Case("dry run", invoices.billing_staff, fixed("/bill-runs", invoices.new_bill_run), SELF),
+    ),
+    ("GET", "/bill-runs"): (Case("list", invoices.billing_staff, fixed("/bill-runs"), SELF),),
+    ("GET", "/bill-runs/{bill_run_id}"): (Case("get", invoices.bill_run_read, invoices.bill_run(), SELF),),
+    ("GET", "/invoices"): (Case("of the account", read, invoices.invoices_of_account()),),
+    ("GET", "/invoices/{invoice_id}"): (Case("get", invoices.invoice_read, invoices.invoice()),),
+    ("GET", "/invoices/{invoice_id}.pdf"): (Case("pdf", invoices.invoice_read, invoices.invoice(".pdf")),),
+    ("GET", "/invoices/{invoice_id}.html"): (Case("html", invoices.invoice_read, invoices.invoice(".html")),),
+    ("POST", "/invoices/{invoice_id}/finalize"): (
+        Case("finalize", invoices.invoice_write, invoices.invoice("/finalize"), also_ok=frozenset({409})),
+    ),
+    ("POST", "/invoices/{invoice_id}/recalculate"): (
+        Case(
+            "recalculate", invoices.invoice_write, invoices.invoice("/recalculate"), also_ok=frozenset({409})
+        ),
+    ),
+    ("POST", "/invoices/{invoice_id}/void"): (
+        Case("void", invoices.invoice_write, invoices.invoice("/void", {"reason": "matrix"})),
+    ),
+    ("POST", "/invoices/{invoice_id}/uncollectible"): (
+        Case(
+            "write off", invoices.invoice_write, invoices.invoice("/uncollectible"), also_ok=frozenset({409})
+        ),
+    ),
     ("POST", "/meters"): (Case("create", provider_admins, fixed("/meters", usage.new_meter), SELF),),
     ("GET", "/meters/{meter_id}"): (Case("get", usage.meter_read, usage.meter(), SELF),),
     ("PATCH", "/meters/{meter_id}"): (
@@ -744,6 +773,51 @@ MATRIX: dict[tuple[str, str], tuple[Case, ...]] = {
     ),
     ("GET", "/accounts/{account_id}/usage"): (Case("subtree", read, usage.account_usage()),),
     ("GET", "/services/{service_id}/usage"): (Case("service", read, usage.service_usage()),),
+    # payment methods: read like the account, written with billing.manage on it
+    ("GET", "/accounts/{account_id}/payment-methods"): (Case("list", read, payment_methods.on_methods()),),
+    ("POST", "/accounts/{account_id}/payment-methods"): (
+        Case("add a card", write(BILLING), payment_methods.on_methods(create=True)),
+    ),
+    ("GET", "/accounts/{account_id}/payment-methods/{method_id}"): (
+        Case("get", read, payment_methods.on_method()),
+    ),
+    ("PATCH", "/accounts/{account_id}/payment-methods/{method_id}"): (
+        Case("make default", write(BILLING), payment_methods.on_method({"is_default": True})),
+    ),
+    ("DELETE", "/accounts/{account_id}/payment-methods/{method_id}"): (
+        Case("delete", write(BILLING), payment_methods.on_method()),
+    ),
+    # payments, credit notes, the ledger: money is recorded by the provider's billing staff
+    ("POST", "/accounts/{account_id}/payments"): (
+        Case("record", payments.billing_staff, payments.new_payment()),
+    ),
+    ("GET", "/accounts/{account_id}/payments"): (Case("list", read, on_account("/payments")),),
+    ("GET", "/payments/{payment_id}"): (Case("get", read, payments.on_payment()),),
+    ("POST", "/payments/{payment_id}/refunds"): (
+        Case("refund", payments.billing_staff, payments.on_payment("/refunds", {"amount": 1, "reason": "m"})),
+    ),
+    ("POST", "/credit-notes"): (
+        Case("on the target's invoice", payments.credit_note_create, payments.new_credit_note()),
+    ),
+    ("GET", "/credit-notes"): (
+        Case(
+            "by account",
+            anyone_signed_in,
+            payments.credit_notes_of("account_id"),
+            check=payments.listed_credit_notes,
+        ),
+        Case(
+            "by invoice",
+            anyone_signed_in,
+            payments.credit_notes_of("invoice_id"),
+            check=payments.listed_credit_notes,
+        ),
+    ),
+    ("GET", "/credit-notes/{credit_note_id}"): (Case("get", read, payments.on_credit_note()),),
+    ("POST", "/credit-notes/{credit_note_id}/void"): (
+        Case("void", payments.billing_staff, payments.on_credit_note("/void")),
+    ),
+    ("GET", "/accounts/{account_id}/transactions"): (Case("ledger", read, on_account("/transactions")),),
 }
 
 
@@ -763,7 +837,7 @@ def target_account(actor: ActorSpec, kind: str) -> str | None:
 
 def ids_in(req: Request) -> list[int]:
     """The ids a request names: in its path, and the parent it references in its body."""
-    found = [int(i) for i in re.findall(r"/(\d+)(?=/|$)", req.path)]
+    found = [int(i) for i in re.findall(r"/(\d+)(?=/|\.|$)", req.path)]
     if isinstance(req.body, dict) and isinstance(req.body.get("parent_id"), int):
         found.append(req.body["parent_id"])
     return found
