@@ -209,6 +209,8 @@ class EffectiveStatus(Output):
     value: AccountStatus
     source_account_id: int | None
     blocked: bool
+    # "unpaid" while an overdue invoice holds the account (it alone, not its subtree).
+    reason: str | None = None
 
 
 class BillingDetails(Output):

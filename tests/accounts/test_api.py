@@ -397,7 +397,7 @@ async def test_effective_values_and_sources(client: httpx.AsyncClient) -> None:
     }  # fmt: skip
     assert eff == {
         "account_id": leaf["id"],
-        "status": {"value": "active", "source_account_id": None, "blocked": False},
+        "status": {"value": "active", "source_account_id": None, "blocked": False, "reason": None},
         "expiry_date": {"value": "2026-12-31", "source_account_id": root["id"], "source": "inherited"},
         "timezone": {"value": "Europe/Paris", "source_account_id": mid["id"], "source": "inherited"},
         "currency": {"value": "EUR", "source_account_id": root["id"], "source": "inherited"},
@@ -429,14 +429,24 @@ async def test_effective_status_blocked_by_ancestor_suspension(
     await post(client, f"{API}/{t['a']['id']}/suspend")
     for key in ("a1", "a2", "a1x"):
         eff = await effective(client, t[key]["id"])
-        assert eff["status"] == {"value": "suspended", "source_account_id": t["a"]["id"], "blocked": True}
+        assert eff["status"] == {
+            "value": "suspended",
+            "source_account_id": t["a"]["id"],
+            "blocked": True,
+            "reason": None,
+        }
         assert (await fetch(client, t[key]["id"]))["status"] == "active"
     for key in ("root", "b"):
         assert (await effective(client, t[key]["id"]))["status"]["blocked"] is False
     # Cancellation is more final than suspension, whichever is nearer.
     await post(client, f"{API}/{t['root']['id']}/cancel")
     eff = await effective(client, t["a1x"]["id"])
-    assert eff["status"] == {"value": "cancelled", "source_account_id": t["root"]["id"], "blocked": True}
+    assert eff["status"] == {
+        "value": "cancelled",
+        "source_account_id": t["root"]["id"],
+        "blocked": True,
+        "reason": None,
+    }
 
 
 async def test_effective_status_expiry_in_account_timezone(client: httpx.AsyncClient) -> None:
@@ -449,12 +459,14 @@ async def test_effective_status_expiry_in_account_timezone(client: httpx.AsyncCl
         "value": "active",
         "source_account_id": None,
         "blocked": False,
+        "reason": None,
     }
     for account in (nz, nz_child):
         assert (await effective(client, account["id"]))["status"] == {
             "value": "expired",
             "source_account_id": nz["id"],
             "blocked": True,
+            "reason": None,
         }
     # A child in a timezone behind UTC still has its last day.
     la_child = await create(client, "LA child", parent_id=nz["id"], timezone="America/Los_Angeles")
@@ -472,6 +484,7 @@ async def test_explicit_child_expiry_wins(client: httpx.AsyncClient, clock: Froz
         "value": "expired",
         "source_account_id": earlier["id"],
         "blocked": True,
+        "reason": None,
     }
     assert (await effective(client, parent["id"]))["status"]["value"] == "active"
     assert (await effective(client, inheriting["id"]))["status"]["value"] == "active"
@@ -482,6 +495,7 @@ async def test_explicit_child_expiry_wins(client: httpx.AsyncClient, clock: Froz
         "value": "expired",
         "source_account_id": parent["id"],
         "blocked": True,
+        "reason": None,
     }
     eff = await effective(client, later["id"])
     assert eff["status"]["value"] == "active"
@@ -494,7 +508,12 @@ async def test_the_last_calendar_day_never_expires(client: httpx.AsyncClient, ct
     for account in (never, child):
         eff = await effective(client, account["id"])
         assert eff["expiry_date"]["value"] == "9999-12-31"
-        assert eff["status"] == {"value": "active", "source_account_id": None, "blocked": False}
+        assert eff["status"] == {
+            "value": "active",
+            "source_account_id": None,
+            "blocked": False,
+            "reason": None,
+        }
     assert await sweep(ctx_factory) == []
     assert (await post(client, f"{API}/{child['id']}/renew", {"expiry_date": "9999-12-31"}))[
         "status"
@@ -746,19 +765,34 @@ async def test_unsuspending_parent_restores_descendants_without_touching_them(
     await post(client, f"{API}/{parent['id']}/suspend")
     for account in (child, grandchild):
         eff = await effective(client, account["id"])
-        assert eff["status"] == {"value": "suspended", "source_account_id": parent["id"], "blocked": True}
+        assert eff["status"] == {
+            "value": "suspended",
+            "source_account_id": parent["id"],
+            "blocked": True,
+            "reason": None,
+        }
 
     clock.advance(timedelta(hours=1))
     await post(client, f"{API}/{parent['id']}/unsuspend")
     for account in (child, grandchild):
         assert await fetch(client, account["id"]) == account
         eff = await effective(client, account["id"])
-        assert eff["status"] == {"value": "active", "source_account_id": None, "blocked": False}
+        assert eff["status"] == {
+            "value": "active",
+            "source_account_id": None,
+            "blocked": False,
+            "reason": None,
+        }
         assert [e.action for e in await audit_events(db, account["id"])] == ["created"]
     # A descendant suspended in its own right stays suspended.
     assert await fetch(client, own["id"]) == own
     eff = await effective(client, own["id"])
-    assert eff["status"] == {"value": "suspended", "source_account_id": own["id"], "blocked": True}
+    assert eff["status"] == {
+        "value": "suspended",
+        "source_account_id": own["id"],
+        "blocked": True,
+        "reason": None,
+    }
 
 
 # --- deletion --------------------------------------------------------------------------

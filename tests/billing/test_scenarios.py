@@ -373,6 +373,8 @@ async def test_dunning_suspends_only_the_owing_subtree_and_payment_lifts_it(
 
     await dunning()
     assert await status("landlord") == "suspended"
+    held = (await client.get(f"{API}/accounts/{ids['unit3']}/effective")).json()["status"]
+    assert (held["reason"], held["source_account_id"]) == ("unpaid", ids["unit3"])
     assert {await status(f"unit{n}") for n in range(1, 7)} == {"suspended"}
     assert await status("shop") == "active"  # billed separately: not on the overdue invoice
     units = (await client.get(f"{API}/accounts/{ids['unit1']}/services")).json()["items"]
@@ -445,3 +447,31 @@ async def test_an_account_that_owes_cannot_be_deleted_and_its_invoices_outlive_i
         assert kept is not None and kept.status == "paid" and kept.number == issued["number"]
         assert kept.bill_to == {"name": "Deleted account", "account_id": home}
         assert kept.total_amount == 2_000
+
+
+async def test_a_second_office_pays_its_own_bill_on_the_parents_shared_card(
+    client: httpx.AsyncClient, settings: Settings, db: Database, clock: FrozenClock, ctx_factory
+) -> None:
+    async with ctx_factory() as ctx:
+        acme = await new_account(ctx, "Acme", billing_address="1 Dock Road", billing_tax_id="GB123")
+        warehouse = await new_account(ctx, "Warehouse office", acme, invoice_mode="separate",
+                                      billing_address="9 Yard Lane")  # fmt: skip
+        plan = await new_plan(ctx, 5_000)
+        await new_service(ctx, acme, plan, JAN1)
+        await new_service(ctx, warehouse, plan, JAN1)
+    card = {"kind": "card", "label": "Company Visa", "last_four": "4242", "holder": "Acme Ltd",
+            "token_reference": "tok_acme", "is_default": True, "shared_with_children": True}  # fmt: skip
+    created = await client.post(f"{API}/accounts/{acme}/payment-methods", json=card)
+    assert created.status_code == 201, created.text
+    await bill_run(client, settings, db, clock, "2026-01-31")
+    [own] = await invoices_of(client, warehouse)
+    # Its own invoice, its own address, the inherited tax id, paid with the parent's shared card.
+    assert own["payer"]["id"] == created.json()["id"] and own["payer"]["account_id"] == acme
+    assert own["bill_to"]["address"] == "9 Yard Lane" and own["bill_to"]["tax_id"] == "GB123"
+    assert [ln["account_id"] for ln in own["lines"]] == [warehouse]
+    [parent] = await invoices_of(client, acme)
+    assert [ln["account_id"] for ln in parent["lines"]] == [acme]
+    pdf = await client.get(f"{API}/invoices/{own['id']}.pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    html = (await client.get(f"{API}/invoices/{own['id']}.html")).text
+    assert "Warehouse office" in html and "4242" in html and "9 Yard Lane" in html
