@@ -6,9 +6,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Table, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.accounts.models import Account, AccountLink
@@ -36,6 +36,8 @@ from boughs.services.models import (
 )
 from boughs.usage.models import Meter, UsageEvent, UsageRollup, UsageUniqueValue
 
+INVOICES = cast(Table, Invoice.__table__)
+LINES = cast(Table, InvoiceLine.__table__)
 IN_CHUNKS = 900  # ids per IN list: under SQLite's parameter limit with room to spare
 
 
@@ -156,14 +158,12 @@ async def trees(session: AsyncSession, provider_id: int, roots: Sequence[int]) -
     """Every account under these roots, as the tree stands now."""
     if not roots:
         return []
-    first = await session.scalars(select(Account).where(Account.id.in_(roots)))
-    found: list[Account] = []
-    for root in first:
-        rows = await session.scalars(
-            select(Account).where(Account.provider_id == provider_id, in_subtree(root.path))
-        )
-        found += list(rows)
-    return found
+    paths = list(await session.scalars(select(Account.path).where(Account.id.in_(roots))))
+    # One statement: each root's subtree is a range of the path index.
+    rows = await session.scalars(
+        select(Account).where(Account.provider_id == provider_id, or_(*(in_subtree(path) for path in paths)))
+    )
+    return list(rows)
 
 
 async def moved_during(session: AsyncSession, provider_id: int, start: datetime, end: datetime) -> list[int]:
@@ -506,7 +506,15 @@ async def delete_lines(session: AsyncSession, invoice_id: int) -> None:
 
 async def insert_lines(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(InvoiceLine), rows)
+        await session.execute(insert(LINES), rows)
+
+
+async def insert_invoices(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[int, int]:
+    """Write invoices in one statement; their ids by owner (one invoice per owner in a batch)."""
+    found = await session.execute(
+        insert(INVOICES).returning(INVOICES.c.id, INVOICES.c.owner_account_id), rows
+    )
+    return {owner: invoice_id for invoice_id, owner in found}
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from boughs.accounts import service as accounts
 from boughs.audit import service as audit
@@ -126,6 +127,7 @@ async def bill_roots(ctx: Ctx, run: BillRun, roots: Sequence[int], finalize: boo
     else:
         billed = await repo.billed_owners(ctx.session, ctx.provider_id, owners, run.period_end)
     problems: list[str] = []
+    pending: list[engine.Rated] = []
     for item in rated:
         problems += item.problems
         if not item.lines:
@@ -134,13 +136,42 @@ async def bill_roots(ctx: Ctx, run: BillRun, roots: Sequence[int], finalize: boo
             skipped += 1
             continue
         status = InvoiceStatus.preview if run.dry_run else InvoiceStatus.draft
-        invoice = await _write(ctx, run.id, item, status)
         created += 1
         if finalize and not run.dry_run:
-            await _finalize(ctx, invoice, item)
+            await _finalize(ctx, await _write(ctx, run.id, item, status), item)
+        else:
+            pending.append(item)
+    # Drafts and previews are written in two statements, whatever their number.
+    await _write_many(ctx, run.id, pending, InvoiceStatus.preview if run.dry_run else InvoiceStatus.draft)
     if problems:
         run.error = "\n".join(([run.error] if run.error else []) + problems[:100])
     return created, skipped
+
+
+def _invoice_row(ctx: Ctx, run_id: int | None, item: engine.Rated, status: InvoiceStatus) -> dict[str, Any]:
+    now = ctx.now()
+    return {
+        "provider_id": ctx.provider_id, "bill_run_id": run_id, "owner_account_id": item.owner_account_id,
+        "status": status.value, "number": None, "currency": item.currency, "period_start": item.period[0],
+        "period_end": item.period[1], "net_terms_days": item.net_terms_days,
+        "tax_rate_ppm": item.tax_rate_ppm, "tax_exempt": item.tax_exempt, "layout": item.layout,
+        "subtotal_amount": item.subtotal,
+        "tax_amount": item.tax, "total_amount": item.total, "amount_paid": 0, "amount_credited": 0,
+        "bill_to": item.bill_to, "payer": item.payer, "account_ids": item.account_ids,
+        "created_at": now, "updated_at": now,
+    }  # fmt: skip
+
+
+async def _write_many(
+    ctx: Ctx, run_id: int | None, items: Sequence[engine.Rated], status: InvoiceStatus
+) -> None:
+    if not items:
+        return
+    ids = await repo.insert_invoices(ctx.session, [_invoice_row(ctx, run_id, item, status) for item in items])
+    lines: list[dict[str, Any]] = []
+    for item in items:
+        lines += engine.line_rows(ctx.provider_id, ids[item.owner_account_id], item.lines)
+    await repo.insert_lines(ctx.session, lines)
 
 
 async def _write(ctx: Ctx, run_id: int | None, item: engine.Rated, status: InvoiceStatus) -> Invoice:
