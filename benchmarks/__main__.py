@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from benchmarks import hierarchy, usage
+from benchmarks import billing, hierarchy, usage
 from benchmarks.harness import Report
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-SUITES = ("hierarchy", "usage")
+SUITES = ("hierarchy", "usage", "billing")
 
 
 def _postgres_url(explicit: str | None) -> str | None:
@@ -40,6 +40,7 @@ def _env_int(name: str, default: int) -> int:
 
 def main() -> None:
     defaults = usage.Sizes()
+    bill = billing.Sizes()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--suite", action="append", choices=SUITES, help="run this suite (repeatable); default every suite"
@@ -66,6 +67,37 @@ def main() -> None:
         default=_env_int("BOUGHS_BENCH_USAGE_CLIENTS", defaults.clients),
         help="usage: concurrent HTTP clients (default 4); env BOUGHS_BENCH_USAGE_CLIENTS",
     )
+    parser.add_argument(
+        "--billing-parents",
+        type=int,
+        default=_env_int("BOUGHS_BENCH_BILLING_PARENTS", bill.parents),
+        help="billing: top-level accounts (default 10,000); env BOUGHS_BENCH_BILLING_PARENTS",
+    )
+    parser.add_argument(
+        "--billing-children",
+        type=int,
+        default=_env_int("BOUGHS_BENCH_BILLING_CHILDREN", bill.children),
+        help="billing: children per top-level account (default 9); env BOUGHS_BENCH_BILLING_CHILDREN",
+    )
+    parser.add_argument(
+        "--billing-events",
+        type=int,
+        default=_env_int("BOUGHS_BENCH_BILLING_EVENTS", 0) or None,
+        help="billing: usage events in the month (default 50 per account and meter: 10,000,000); "
+        "env BOUGHS_BENCH_BILLING_EVENTS",
+    )
+    parser.add_argument(
+        "--billing-workers",
+        type=int,
+        default=_env_int("BOUGHS_BENCH_BILLING_WORKERS", bill.workers),
+        help="billing: worker processes for the broker run, PostgreSQL only (default 2; 1 skips it); "
+        "env BOUGHS_BENCH_BILLING_WORKERS",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("BOUGHS_BENCH_REDIS_URL", bill.redis_url),
+        help="billing: the broker of the worker run; env BOUGHS_BENCH_REDIS_URL",
+    )
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--sqlite-only", action="store_true")
     args = parser.parse_args()
@@ -77,6 +109,15 @@ def main() -> None:
         if suite == "hierarchy":
             asyncio.run(hierarchy.run(report, levels=args.levels, postgres_url=postgres, repeat=args.repeat))
             extra["levels"] = args.levels
+        elif suite == "billing":
+            billing_sizes = billing.Sizes(
+                parents=args.billing_parents,
+                children=args.billing_children,
+                events=args.billing_events,
+                workers=args.billing_workers,
+                redis_url=args.redis_url,
+            )
+            extra.update(asyncio.run(billing.run(report, sizes=billing_sizes, postgres_url=postgres)))
         else:
             sizes = usage.Sizes(
                 levels=args.usage_levels,

@@ -91,7 +91,7 @@ def _shape(invoice: Invoice, lines: list[InvoiceLine]) -> tuple[Any, ...]:
 
 
 @settings(
-    max_examples=20,
+    max_examples=12,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
