@@ -22,6 +22,8 @@ from boughs.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from boughs.kit.pagination import PageOf, check_limit, id_cursor, page_of
 
 ROOTS_PER_CHUNK = 200
+MIN_CHUNKS = 8
+MIN_CHUNK_ROOTS = 20
 RUN_JOB = "billing.run"
 CHUNK_JOB = "billing.run_chunk"
 # How far ahead a run may bill: a period ending within the next year (billing in advance).
@@ -92,9 +94,11 @@ async def plan_chunks(ctx: Ctx, run: BillRun) -> list[BillRunChunk]:
     if existing:
         return existing
     roots = await repo.root_ids(ctx.session, run.provider_id)
+    # At least MIN_CHUNKS chunks when there are roots enough, so every worker gets a share.
+    size = max(MIN_CHUNK_ROOTS, min(ROOTS_PER_CHUNK, -(-len(roots) // MIN_CHUNKS)))
     chunks = []
-    for position, start in enumerate(range(0, len(roots), ROOTS_PER_CHUNK)):
-        part = roots[start : start + ROOTS_PER_CHUNK]
+    for position, start in enumerate(range(0, len(roots), size)):
+        part = roots[start : start + size]
         chunk = BillRunChunk(
             provider_id=run.provider_id,
             bill_run_id=run.id,
