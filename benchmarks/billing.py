@@ -62,7 +62,7 @@ from benchmarks.hierarchy import _dsn
 from boughs.auth import service as auth
 from boughs.auth.actor import Actor, StaffRole
 from boughs.billing import service as billing
-from boughs.billing.models import BillRun, BillRunStatus
+from boughs.billing.models import BillRun, BillRunChunk, BillRunStatus
 from boughs.billing.rating import allocate, tax_amount
 from boughs.billing.schemas import BillRunCreate
 from boughs.catalog import service as catalog
@@ -860,8 +860,9 @@ async def _failed_jobs(db: Database, since: datetime) -> list[str]:
     return [f"job {r.id} ({r.kind}): {r.error}" for r in rows]
 
 
-async def boughs_in_process(engine: Engine, world: World) -> tuple[float, int]:
-    """The run and its chunk jobs executed one after the other here: (seconds, chunks)."""
+async def boughs_in_process(engine: Engine, world: World) -> tuple[float, int, int]:
+    """The run and its chunk jobs executed one after the other here: (seconds, chunks, the
+    largest chunk's roots), the chunks as the run cut them."""
     settings = Settings(database_url=engine.url, broker_url=None, queue_name=f"bench-{uuid.uuid4().hex[:8]}")
     runtime = JobRuntime(settings)
     db = Database(engine.url)
@@ -892,7 +893,15 @@ async def boughs_in_process(engine: Engine, world: World) -> tuple[float, int]:
         done = await _bill_run(db, run.id)
         if done.status != BillRunStatus.succeeded.value:
             raise RuntimeError(f"bill run {run.id} is {done.status}: {done.error}")
-        return seconds, -(-done.roots_total // billing.ROOTS_PER_CHUNK)
+        async with db.transaction(write=False) as session:
+            chunks, largest = (
+                await session.execute(
+                    select(func.count(), func.max(BillRunChunk.roots)).where(
+                        BillRunChunk.bill_run_id == run.id
+                    )
+                )
+            ).one()
+        return seconds, int(chunks), int(largest or 0)
     finally:
         await db.dispose()
         runtime.broker.close()
@@ -1047,7 +1056,7 @@ async def run_engine(engine: Engine, sizes: Sizes, report: Report, details: dict
     await asyncio.to_thread(keep_as_last_month, engine, world)
 
     load = {"floor": os.getloadavg()[0]}
-    one_seconds, chunks = await boughs_in_process(engine, world)
+    one_seconds, chunks, chunk_roots = await boughs_in_process(engine, world)
     load["one_worker"] = os.getloadavg()[0]
     written = await asyncio.to_thread(check_invoices, engine, world, sizes, "Boughs, one worker")
     same_totals("Boughs (one worker)", written, floor)
@@ -1074,14 +1083,14 @@ async def run_engine(engine: Engine, sizes: Sizes, report: Report, details: dict
         "total_amount": written.total,
         "floor": {k: v for k, v in asdict(floor).items() if k != "totals"},
         "one_worker_seconds": one_seconds,
-        "roots_per_chunk": billing.ROOTS_PER_CHUNK,
         "chunks": chunks,
+        "roots_per_chunk": chunk_roots,
         # The machine is shared: the one-minute load average after each measurement.
         "load_average": load,
     }
     if chunks < 4 * sizes.workers:
         note = (
-            f"{chunks} chunks of {billing.ROOTS_PER_CHUNK} roots for {sizes.workers} workers: the last "
+            f"{chunks} chunks of up to {chunk_roots} roots for {sizes.workers} workers: the last "
             "chunks leave workers idle, so the speed-up is capped by the chunking"
         )
         print(f"  note: {note}", flush=True)
