@@ -17,6 +17,7 @@ from boughs.billing.payment_methods_api import router as payment_methods_router
 from boughs.billing.payments_api import router as payments_router
 from boughs.catalog.api import router as catalog_router
 from boughs.config import Settings, get_settings
+from boughs.console import install_console
 from boughs.db import Database
 from boughs.jobs.api import router as jobs_router
 from boughs.kit.clock import Clock, SystemClock
@@ -100,6 +101,7 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(api_router())
+    install_console(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -112,3 +112,11 @@ def clear_cookie(response: Response, request: Request) -> None:
     response.delete_cookie(
         SESSION_COOKIE, path="/", secure=cookie_is_secure(request), httponly=True, samesite="lax"
     )
+
+
+async def csrf_token_of(session: AsyncSession, session_id: int) -> str:
+    """The CSRF token the console puts in every page of this session."""
+    token = await session.scalar(select(UserSession.csrf_token).where(UserSession.id == session_id))
+    if token is None:
+        raise _bad_session()
+    return token
