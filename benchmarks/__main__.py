@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from benchmarks import billing, hierarchy, usage
+from benchmarks import billing, console, hierarchy, usage
 from benchmarks.harness import Report
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-SUITES = ("hierarchy", "usage", "billing")
+SUITES = ("hierarchy", "usage", "billing", "console")
 
 
 def _postgres_url(explicit: str | None) -> str | None:
@@ -109,6 +109,8 @@ def main() -> None:
         if suite == "hierarchy":
             asyncio.run(hierarchy.run(report, levels=args.levels, postgres_url=postgres, repeat=args.repeat))
             extra["levels"] = args.levels
+        elif suite == "console":
+            extra.update(asyncio.run(console.run(report, postgres_url=postgres, repeat=args.repeat)))
         elif suite == "billing":
             billing_sizes = billing.Sizes(
                 parents=args.billing_parents,

@@ -196,8 +196,8 @@ ACCOUNT_COLUMNS = (
 )
 
 
-async def raw_import(engine: str, dsn: str, csv_path: Path, provider_id: int) -> int:
-    """Read the CSV, place every row in the tree and bulk-write accounts and links."""
+async def raw_import(engine: str, dsn: str, csv_path: Path, provider_id: int, first_id: int = 1) -> int:
+    """Read the CSV, place every row in the tree and bulk-write accounts and links (ids from first_id)."""
     raw = Raw(engine, dsn)
     await raw.open()
     now = datetime.now(UTC)
@@ -206,7 +206,7 @@ async def raw_import(engine: str, dsn: str, csv_path: Path, provider_id: int) ->
     accounts_rows: list[tuple[Any, ...]] = []
     link_rows: list[tuple[Any, ...]] = []
     with csv_path.open(newline="") as handle:
-        for next_id, row in enumerate(csv.DictReader(handle), start=1):
+        for next_id, row in enumerate(csv.DictReader(handle), start=first_id):
             parent = placed.get(row["parent_external_id"]) if row["parent_external_id"] else None
             path = child_path(parent[1] if parent else None, next_id)
             depth = parent[2] + 1 if parent else 0

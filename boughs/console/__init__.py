@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from boughs.console import (
@@ -19,21 +20,17 @@ from boughs.console import (
 )
 from boughs.console.frame import STATIC
 
+MODULES = (auth, dashboard, switcher, accounts, services, usage, billing, catalog, members, operations)
+
+
+def console_routes() -> list[APIRoute]:
+    """Every console route, as its module declares it."""
+    return [route for module in MODULES for route in module.router.routes if isinstance(route, APIRoute)]
+
 
 def console_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
-    for module in (
-        auth,
-        dashboard,
-        switcher,
-        accounts,
-        services,
-        usage,
-        billing,
-        catalog,
-        members,
-        operations,
-    ):
+    for module in MODULES:
         router.include_router(module.router)
     return router
 

@@ -1,0 +1,165 @@
+"""The console at scale: every page rendered on the server with 100,000+ accounts.
+
+The provider holds the demo data (plans, services, usage, invoices, bill runs) and a
+10-ary tree five levels deep (111,110 accounts) written beside it. Every console page that
+answers a GET is requested in-process through the ASGI app as the demo admin, with
+`account_id` the top of an 11,111-account subtree, and timed from request to the last
+byte of HTML: routing, the session check, the queries and the template. The reference,
+measured alternately in the same run, is the raw engine reading what nearly every page
+needs at least: the account by id and one page of its children.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+from benchmarks.harness import RESULTS_DIR, Figure, Report, paired_ms
+from benchmarks.hierarchy import Raw, _dsn, postgres_engine, raw_import, sqlite_engine, write_csv
+from boughs.app import create_app
+from boughs.auth import repository as users
+from boughs.auth import sessions
+from boughs.config import Settings
+from boughs.console import console_routes
+from boughs.db import Database
+from boughs.demo import DEMO_ADMIN_EMAIL, load_demo
+from boughs.kit.clock import SystemClock
+from boughs.schema import upgrade
+
+LEVELS = 5
+PAGE_LIMIT_MS = 200.0
+WORK = RESULTS_DIR / "work"
+SKIP_PREFIXES = ("/api", "/static", "/login", "/logout", "/invitations", "/healthz")
+PARAM = re.compile(r"{(\w+)}")
+# The first row of each table stands in for "a plan", "an invoice" … in the page URLs.
+FIRST_ROW_OF = {
+    "service_id": "services",
+    "plan_id": "plans",
+    "invoice_id": "invoices",
+    "bill_run_id": "bill_runs",
+    "job_id": "jobs",
+    "meter_id": "meters",
+    "router_id": "routers",
+    "pool_id": "ip_pools",
+    "port_id": "ports",
+    "method_id": "payment_methods",
+    "payment_id": "payments",
+    "credit_note_id": "credit_notes",
+}
+REFERENCE_ACCOUNT = "SELECT * FROM accounts WHERE id = ? AND provider_id = ?"
+REFERENCE_CHILDREN = "SELECT * FROM accounts WHERE parent_id = ? AND provider_id = ? ORDER BY name LIMIT 26"
+
+
+def console_pages(ids: dict[str, int]) -> tuple[list[str], list[str]]:
+    """Every console GET route with its ids filled in, and the routes no id was found for."""
+    pages: list[str] = []
+    missing: list[str] = []
+    for route in console_routes():
+        if "GET" not in route.methods:
+            continue
+        if route.path.startswith(SKIP_PREFIXES) or route.path.endswith(".pdf"):
+            continue
+        names = PARAM.findall(route.path)
+        if any(name not in ids for name in names):
+            missing.append(route.path)
+            continue
+        pages.append(PARAM.sub(lambda m: str(ids[m.group(1)]), route.path))
+    return pages, missing
+
+
+async def _first_ids(db: Database, provider_id: int) -> dict[str, int]:
+    found: dict[str, int] = {}
+    async with db.transaction(write=False) as session:
+        for param, table in FIRST_ROW_OF.items():
+            value = await session.scalar(
+                text(f"SELECT min(id) FROM {table} WHERE provider_id = :p"), {"p": provider_id}
+            )
+            if value is not None:
+                found[param] = int(value)
+    return found
+
+
+async def run_engine(engine: Any, csv_path: Path, report: Report, repeat: int) -> dict[str, Any]:
+    upgrade(engine.url)
+    db = Database(engine.url)
+    clock = SystemClock()
+    try:
+        demo = await load_demo(db, clock)
+        provider_id = demo.provider_id
+        async with db.transaction(write=False) as session:
+            first_free = int(await session.scalar(text("SELECT max(id) FROM accounts")) or 0) + 1
+        total = await raw_import(engine.name, _dsn(engine.url), csv_path, provider_id, first_id=first_free)
+        raw = Raw(engine.name, _dsn(engine.url))
+        await raw.open()
+        if engine.name == "postgres":
+            # The tree was written with explicit ids: later accounts must number after it.
+            await raw.execute(
+                "SELECT setval(pg_get_serial_sequence('accounts', 'id'), (SELECT max(id) FROM accounts))"
+            )
+            await raw.execute("ANALYZE")
+        top = int((await raw.one("SELECT id FROM accounts WHERE external_id = 'n0.0'"))[0])
+        ids = {"account_id": top, "child_id": top + 1, **await _first_ids(db, provider_id)}
+
+        async with db.transaction() as session:
+            admin = await users.user_by_email(session, DEMO_ADMIN_EMAIL)
+            assert admin is not None
+            issued = await sessions.start(session, admin, clock.now())
+        settings = Settings(database_url=engine.url, embedded_worker=False)
+        app = create_app(settings, db=db, clock=clock, check_schema=False, run_jobs=False)
+        pages, missing = console_pages(ids)
+        transport = httpx.ASGITransport(app=app)
+        slowest: list[tuple[float, str]] = []
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            client.cookies.set(sessions.SESSION_COOKIE, issued.cookie)
+
+            def fetch(url: str) -> Callable[[], Awaitable[None]]:
+                async def go() -> None:
+                    answer = await client.get(url)
+                    if answer.status_code != 200:
+                        raise RuntimeError(f"GET {url} answered {answer.status_code}: {answer.text[:300]}")
+
+                return go
+
+            async def reference() -> None:
+                await raw.one(REFERENCE_ACCOUNT, top, provider_id)
+                await raw.all(REFERENCE_CHILDREN, top, provider_id)
+
+            for url in pages:
+                ours, theirs = await paired_ms(fetch(url), reference, repeat)
+                slowest.append((ours, url))
+                report.add(
+                    Figure("console", engine.name, url[:34], "ms", ours, theirs, None, PAGE_LIMIT_MS, url)
+                )
+        await raw.close()
+        slowest.sort(reverse=True)
+        print(f"  {engine.name}: slowest pages: " + ", ".join(f"{u} {ms:.1f} ms" for ms, u in slowest[:5]))
+        return {
+            "accounts": total + demo.accounts_total,
+            "pages": len(pages),
+            "not_measured": missing,
+            "slowest": [{"url": u, "ms": ms} for ms, u in slowest[:10]],
+        }
+    finally:
+        await db.dispose()
+
+
+async def run(report: Report, *, postgres_url: str | None, repeat: int) -> dict[str, Any]:
+    WORK.mkdir(parents=True, exist_ok=True)
+    csv_path = WORK / f"tree-{LEVELS}.csv"
+    total = write_csv(csv_path, LEVELS)
+    print(f"console: the demo data beside a tree of {total:,} accounts", flush=True)
+    engines = [sqlite_engine("console")]
+    if postgres_url:
+        engines.append(postgres_engine(postgres_url, "console"))
+    details: dict[str, Any] = {}
+    for engine in engines:
+        try:
+            details[engine.name] = await run_engine(engine, csv_path, report, repeat)
+        finally:
+            engine.cleanup()
+    return details
