@@ -253,3 +253,8 @@ async def accept(
         if existing is not None:
             await throttle.clear_email(session, invitation.email)
     return Accepted(invitation=row, user=user, created_user=existing is None)
+
+
+async def usable(session: AsyncSession, token: str, now: datetime) -> Invitation:
+    """The invitation behind a link, or the error that says why it cannot be used."""
+    return _check_usable(await _by_token(session, token), now)

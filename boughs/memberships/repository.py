@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.accounts.models import Account
-from boughs.auth.models import User
+from boughs.auth.models import Invitation, User
 from boughs.kit.paths import upper_bound
 from boughs.memberships.models import Membership
 
@@ -62,3 +63,19 @@ async def find(session: AsyncSession, user_id: int, account_id: int) -> Membersh
         select(Membership).where(Membership.user_id == user_id, Membership.account_id == account_id)
     )
     return result.scalar_one_or_none()
+
+
+async def pending_invitations(
+    session: AsyncSession, provider_id: int, account_id: int, now: datetime
+) -> list[Invitation]:
+    result = await session.execute(
+        select(Invitation)
+        .where(
+            Invitation.provider_id == provider_id,
+            Invitation.account_id == account_id,
+            Invitation.accepted_at.is_(None),
+            Invitation.expires_at > now,
+        )
+        .order_by(Invitation.id)
+    )
+    return list(result.scalars())

@@ -175,3 +175,13 @@ async def switcher(ctx: Ctx, q: str | None, limit: int) -> list[dict[str, Any]]:
         }
         for a in ordered
     ]
+
+
+async def pending_invitations(ctx: Ctx, account_id: int) -> list[dict[str, Any]]:
+    """Invitations to the account not yet accepted and not expired."""
+    account = await accounts.get(ctx, account_id)
+    rows = await repository.pending_invitations(ctx.session, ctx.provider_id, account.id, ctx.now())
+    return [
+        {"id": i.id, "email": i.email, "role": i.role, "created_at": i.created_at, "expires_at": i.expires_at}
+        for i in rows
+    ]
