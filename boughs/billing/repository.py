@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, or_, select, update
+from sqlalchemy import Select, Table, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.accounts.models import Account, AccountLink
 from boughs.accounts.repository import in_subtree
+from boughs.authz.scope import Scope
 from boughs.billing.models import (
     BILLED,
     ISSUED,
@@ -645,3 +646,56 @@ async def forget_owner(session: AsyncSession, owner_account_id: int) -> None:
         .where(Invoice.owner_account_id == owner_account_id, Invoice.status.in_(ISSUED))
         .values(bill_to={"name": ANONYMISED, "account_id": owner_account_id})
     )
+
+
+# --- the console's lists -----------------------------------------------------------------------
+# Statements the console pages, orders and cuts (``console.lists.fetch_page``); each row is
+# (Invoice, the owner's name or None once the owner is deleted).
+
+
+def invoice_list_statement(scope: Scope, f: InvoiceFilter, number: str = "") -> Select[*tuple[Any, ...]]:
+    """The invoices ``f`` asks for among those the scope reaches (by their owner's path);
+    previews only when asked for by status, and only for staff."""
+    query = (
+        select(Invoice, Account.name)
+        .outerjoin(Account, Account.id == Invoice.owner_account_id)
+        .where(Invoice.provider_id == scope.provider_id)
+    )
+    if not scope.whole_provider:
+        query = query.where(Account.id.is_not(None), scope.path_condition(Account.path))
+    if f.status is None or (f.status == InvoiceStatus.preview.value and not scope.whole_provider):
+        query = query.where(Invoice.status != InvoiceStatus.preview.value)
+    else:
+        query = query.where(Invoice.status == f.status)
+    if f.owner_account_id is not None:
+        query = query.where(Invoice.owner_account_id == f.owner_account_id)
+    if f.bill_run_id is not None:
+        query = query.where(Invoice.bill_run_id == f.bill_run_id)
+    if number:
+        query = query.where(func.lower(Invoice.number).contains(number.lower(), autoescape=True))
+    return query
+
+
+INVOICE_SORT_COLUMNS: dict[str, Any] = {
+    "id": Invoice.id,
+    "number": Invoice.number,
+    "period": Invoice.period_end,
+    "status": Invoice.status,
+    "total": Invoice.total_amount,
+    "due": Invoice.due_date,
+    "balance": Invoice.total_amount - Invoice.amount_paid - Invoice.amount_credited,
+}
+
+
+def bill_run_list_statement(provider_id: int, status: str | None = None) -> Select[BillRun]:
+    query = select(BillRun).where(BillRun.provider_id == provider_id)
+    if status is not None:
+        query = query.where(BillRun.status == status)
+    return query
+
+
+BILL_RUN_SORT_COLUMNS: dict[str, Any] = {
+    "id": BillRun.id,
+    "period": BillRun.period_end,
+    "status": BillRun.status,
+}

@@ -32,7 +32,7 @@ from boughs.context import Ctx
 from boughs.db import Database
 from boughs.kit.clock import Clock
 from boughs.kit.errors import BoughsError, Forbidden, NotFound, Unauthorized
-from boughs.kit.money import to_major
+from boughs.kit.money import exponent, to_major
 from boughs.kit.secrets import box_for
 from boughs.middleware import request_id_var
 
@@ -48,7 +48,7 @@ templates = Jinja2Templates(directory=TEMPLATES)
 def _money(amount: int | None, currency: str | None) -> str:
     if amount is None or currency is None:
         return "—"
-    return f"{to_major(amount, currency):,} {currency}"
+    return f"{to_major(amount, currency):,.{exponent(currency)}f} {currency}"
 
 
 def _when(value: datetime | date | None, with_time: bool = True) -> str:

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from sqlalchemy import ColumnElement, Select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
 from boughs.kit.errors import InvalidInput
 
@@ -116,10 +117,10 @@ class ListPage(Generic[T]):
 
 async def fetch_page(
     session: AsyncSession,
-    statement: Select[Any],
+    statement: Select[*tuple[Any, ...]],
     query: ListQuery,
-    sort_columns: Mapping[str, ColumnElement[Any]],
-    tie_breaker: ColumnElement[Any],
+    sort_columns: Mapping[str, ColumnElement[Any] | QueryableAttribute[Any]],
+    tie_breaker: ColumnElement[Any] | QueryableAttribute[Any],
     *,
     scalars: bool = True,
 ) -> ListPage[Any]:
