@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.accounts.models import Account, AccountStatus
@@ -450,3 +450,41 @@ async def pending_changes_due_by(
             )
         )
     return list((await session.execute(query)).scalars())
+
+
+# --- console lists ------------------------------------------------------------------------
+
+
+def account_services_statement(
+    scope: Scope, account_id: int, status: str | None, search: str
+) -> Select[Service, Plan]:
+    """An account's services in scope, each with its plan, unordered: a console list orders
+    and pages it. ``search`` matches the login, the description or the plan's name."""
+    stmt = (
+        select(Service, Plan)
+        .join(Account, Account.id == Service.account_id)
+        .join(Plan, Plan.id == Service.plan_id)
+        .where(_visible(scope), Service.account_id == account_id)
+    )
+    if status is not None:
+        stmt = stmt.where(Service.status == status)
+    if search:
+        escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        stmt = stmt.where(
+            or_(
+                func.lower(Service.login).like(pattern, escape="\\"),
+                func.lower(Service.description).like(pattern, escape="\\"),
+                func.lower(Plan.name).like(pattern, escape="\\"),
+            )
+        )
+    return stmt
+
+
+async def count_by_status(session: AsyncSession, scope: Scope) -> dict[str, int]:
+    """Services of accounts in the scope per status; staff count the provider's without a join."""
+    stmt = select(Service.status, func.count()).where(Service.provider_id == scope.provider_id)
+    if not scope.whole_provider:
+        stmt = stmt.join(Account, Account.id == Service.account_id).where(scope.path_condition(Account.path))
+    result = await session.execute(stmt.group_by(Service.status))
+    return {str(status): int(count) for status, count in result.all()}

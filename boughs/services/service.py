@@ -796,3 +796,8 @@ async def to_out_many(ctx: Ctx, services: Sequence[Service]) -> list[ServiceOut]
 async def to_out(ctx: Ctx, service: Service) -> ServiceOut:
     """The answer for one service (``to_out_many`` for a list: three queries in all)."""
     return (await to_out_many(ctx, [service]))[0]
+
+
+async def status_counts(ctx: Ctx) -> dict[str, int]:
+    """How many services of the accounts the actor can reach have each status (the dashboard)."""
+    return await repository.count_by_status(ctx.session, await scope_of(ctx))
