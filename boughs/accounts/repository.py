@@ -433,3 +433,52 @@ async def set_status(
             # Accounts already loaded in the session (the one a request answers with) see it.
             .execution_options(synchronize_session="evaluate")
         )
+
+
+async def count_by_status(session: AsyncSession, scope: Scope) -> dict[str, int]:
+    """Accounts in the scope per status: one GROUP BY over the subtree index, never the rows."""
+    result = await session.execute(
+        select(Account.status, func.count()).where(_visible(scope)).group_by(Account.status)
+    )
+    return {str(status): int(count) for status, count in result.all()}
+
+
+# --- the console's lists -------------------------------------------------------------
+
+
+def filtered(scope: Scope, f: AccountFilter) -> Select[Account]:
+    """Accounts in scope matching ``f``, unordered: the console sorts and pages it."""
+    return select(Account).where(_visible(scope), *_filter_conditions(f))
+
+
+async def child_counts(session: AsyncSession, scope: Scope, parent_ids: Sequence[int]) -> dict[int, int]:
+    """How many children in scope each account has: a tree node opens only when it has some."""
+    ids = [i for i in parent_ids if storable_id(i)]
+    if not ids:
+        return {}
+    result = await session.execute(
+        select(Account.parent_id, func.count())
+        .where(Account.parent_id.in_(ids), _visible(scope))
+        .group_by(Account.parent_id)
+    )
+    return {int(row[0] or 0): int(row[1]) for row in result.all()}
+
+
+def dual_device_statement(scope: Scope, kind: str, q: str | None) -> Select[int, str, str | None]:
+    """(id, name, external id) of the dual device users the API lists, searchable, unordered.
+
+    The conditions are the child-connections repository's own, so the console's list and
+    ``GET /api/v1/dual-device-users`` always agree on who belongs in it.
+    """
+    from boughs.services import connections_repository as connections
+
+    has_children = connections._has_children(scope)
+    has_companion = connections._has_companion_service()
+    condition = {
+        "children": has_children,
+        "companion": has_companion,
+        "all": or_(has_children, has_companion),
+    }[kind]
+    return select(Account.id, Account.name, Account.external_id).where(
+        _visible(scope), condition, *_filter_conditions(AccountFilter(q=q))
+    )

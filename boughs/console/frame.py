@@ -149,6 +149,9 @@ async def console_unit(request: Request) -> AsyncIterator[Console]:
             secrets=box_for(request.app.state.settings.secret_key),
         )
         yield Console(request=request, ctx=ctx, csrf_token=csrf_token, scope=await scope_of(ctx))
+        if getattr(request.state, "roll_back", False):
+            # A rejected form or an error page: nothing the attempt wrote is kept.
+            await session.rollback()
 
 
 ConsoleDep = Annotated[Console, Depends(console_unit, scope="function")]
@@ -185,8 +188,10 @@ class ConsoleRoute(APIRoute):
             except LoginRequired:
                 return _login_redirect(request)
             except Rendered as rendered:
+                request.state.roll_back = True
                 return rendered.response
             except BoughsError as error:
+                request.state.roll_back = True
                 return error_page(request, error)
 
         return handle_for_browser
