@@ -803,6 +803,7 @@ async def edit_connection_form(con: ConsoleDep, account_id: int, child_id: int) 
 @router.post("/accounts/{account_id}/children/{child_id}/edit", response_class=HTMLResponse)
 async def edit_connection(con: ConsoleDep, account_id: int, child_id: int) -> Response:
     row = await connections.get(con.ctx, account_id, child_id)
+    await _managed(con, child_id, "change this connection")
     form = await con.request.form()
     values = form_values(form)
     current = _connection_values(row)

@@ -315,6 +315,7 @@ async def add_payment_method(con: ConsoleDep, account_id: int) -> Response:
 @router.get("/accounts/{account_id}/payment-methods/{method_id}/edit", response_class=HTMLResponse)
 async def edit_payment_method(con: ConsoleDep, account_id: int, method_id: int) -> HTMLResponse:
     account = await accounts.get(con.ctx, account_id)
+    await require(con.ctx, account.path, Permission.manage_billing, "change this account's payment methods")
     method = await methods.get_method(con.ctx, account.id, method_id)
     form = FormState(
         values={
@@ -358,6 +359,7 @@ async def update_payment_method(con: ConsoleDep, account_id: int, method_id: int
 @router.get("/accounts/{account_id}/payment-methods/{method_id}/delete", response_class=HTMLResponse)
 async def confirm_delete_payment_method(con: ConsoleDep, account_id: int, method_id: int) -> HTMLResponse:
     account = await accounts.get(con.ctx, account_id)
+    await require(con.ctx, account.path, Permission.manage_billing, "remove this account's payment methods")
     method = await methods.get_method(con.ctx, account.id, method_id)
     context = {
         "account": account,

@@ -24,6 +24,7 @@ from boughs.auth import service as auth
 from boughs.auth.api import Public
 from boughs.auth.passwords import MIN_PASSWORD_LENGTH
 from boughs.authz.permissions import Permission
+from boughs.authz.scope import require
 from boughs.console.frame import (
     FLASH_COOKIE,
     Console,
@@ -101,6 +102,7 @@ async def users_tab(con: ConsoleDep, account_id: int) -> HTMLResponse:
 @router.post("/accounts/{account_id}/users", response_model=None)
 async def add_user(con: ConsoleDep, account_id: int) -> Response:
     account = await accounts.get(con.ctx, account_id)
+    await require(con.ctx, account.path, Permission.manage_members, "manage this account's users")
     values = form_values(await con.request.form())
     try:
         data = MembershipCreate.model_validate(values)

@@ -267,6 +267,7 @@ async def new_service_form(con: ConsoleDep, account_id: int) -> HTMLResponse:
 @router.post("/accounts/{account_id}/services/new")
 async def add_service(con: ConsoleDep, account_id: int) -> Response:
     account = await accounts.get(con.ctx, account_id)
+    _require_manage(con, account, "add services")
     values = form_values(await con.request.form())
     context = await _new_context(con, account)
     plans = {str(p.id): p for p in context["plans"]}
@@ -346,6 +347,7 @@ async def _attempt(
     beside this form's fields; the savepoint undoes whatever the attempt wrote before failing,
     so the page shows the service as it is stored."""
     service = await services.get(con.ctx, service_id)
+    _require_manage(con, await accounts.get(con.ctx, service.account_id), "change this service")
     values = form_values(await con.request.form())
     try:
         async with con.ctx.session.begin_nested():
