@@ -801,3 +801,8 @@ async def sweep_expired(ctx: Ctx) -> list[int]:
     if expired:
         await _set_statuses(ctx, expired, AccountStatus.active, AccountStatus.expired, "expired")
     return expired
+
+
+async def status_counts(ctx: Ctx) -> dict[str, int]:
+    """How many accounts the actor can reach have each status (the dashboard's card)."""
+    return await repository.count_by_status(ctx.session, await scope_of(ctx))

@@ -527,3 +527,42 @@ async def held_in_subtree(session: AsyncSession, provider_id: int, path: str) ->
         )
     )
     return [(int(row[0]), str(row[1])) for row in rows.all()]
+
+
+# --- the dashboard -----------------------------------------------------------------------------
+
+
+def _overdue_in(scope: Scope, due_before: date) -> list[ColumnElement[bool]]:
+    return [
+        Invoice.provider_id == scope.provider_id,
+        Invoice.status == InvoiceStatus.finalized.value,
+        Invoice.due_date < due_before,
+        balance_due_of() > 0,
+    ]
+
+
+async def overdue_totals(session: AsyncSession, scope: Scope, due_before: date) -> list[tuple[str, int, int]]:
+    """Per currency: how many invoices in the scope are past due with a balance, and how much."""
+    stmt = select(Invoice.currency, func.count(), func.sum(balance_due_of())).where(
+        *_overdue_in(scope, due_before)
+    )
+    if not scope.whole_provider:
+        stmt = stmt.join(Account, Account.id == Invoice.owner_account_id).where(
+            scope.path_condition(Account.path)
+        )
+    rows = await session.execute(stmt.group_by(Invoice.currency).order_by(Invoice.currency))
+    return [(str(currency), int(count), int(due or 0)) for currency, count, due in rows.all()]
+
+
+async def overdue_first(
+    session: AsyncSession, scope: Scope, due_before: date, limit: int
+) -> list[tuple[Invoice, str | None]]:
+    """The longest overdue invoices in the scope, each with its owner's name (None once deleted)."""
+    rows = await session.execute(
+        select(Invoice, Account.name)
+        .outerjoin(Account, Account.id == Invoice.owner_account_id)
+        .where(*_overdue_in(scope, due_before), _owner_visible(scope))
+        .order_by(Invoice.due_date, Invoice.id)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in rows.all()]

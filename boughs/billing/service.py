@@ -440,3 +440,20 @@ async def mark_uncollectible(ctx: Ctx, invoice_id: int) -> Invoice:
 async def account_names(ctx: Ctx, ids: Sequence[int]) -> dict[int, str]:
     found = await repo.accounts_by_id(ctx.session, ids)
     return {i: a.name for i, a in found.items() if a.provider_id == ctx.provider_id}
+
+
+async def overdue_summary(ctx: Ctx, limit: int) -> dict[str, Any]:
+    """Invoices of the actor's scope past their due date with a balance: totals per currency
+    and the ``limit`` longest overdue (the dashboard's card)."""
+    from boughs.billing import payments_repository
+
+    provider = await repo.provider(ctx.session, ctx.provider_id)
+    today = local_date(ctx.now(), provider.default_timezone)
+    scope = await scope_of(ctx)
+    totals = await payments_repository.overdue_totals(ctx.session, scope, today)
+    return {
+        "today": today,
+        "count": sum(count for _, count, _ in totals),
+        "totals": totals,
+        "first": await payments_repository.overdue_first(ctx.session, scope, today, limit),
+    }

@@ -282,3 +282,82 @@ async def is_usable(session: AsyncSession, model: type[Owned], account: Account,
 async def delete_row(session: AsyncSession, row: Plan | Router | IpPool | Port) -> None:
     await session.delete(row)
     await session.flush()
+
+
+# --- the console's lists ---------------------------------------------------------------
+
+
+def _matches(q: str, *columns: Any) -> ColumnElement[bool]:
+    """A case-insensitive substring match on any of the columns (LIKE wildcards taken literally)."""
+    needle = q.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return or_(*(func.lower(column).like(f"%{needle}%", escape="\\") for column in columns))
+
+
+_SEARCHED: dict[type[Any], tuple[Any, ...]] = {
+    Plan: (Plan.name,),
+    Router: (Router.name, Router.address),
+    IpPool: (IpPool.name, IpPool.cidr),
+    Port: (Port.name, Port.location),
+}
+
+
+def search_statement(
+    model: type[Row], scope: Scope, q: str = "", conditions: Sequence[ColumnElement[bool]] = ()
+) -> Any:
+    """The visible rows of a catalog table matching a search, unordered: the console orders and
+    pages it."""
+    stmt = select(model).where(model.provider_id == scope.provider_id, _visible(model, scope), *conditions)
+    if q.strip():
+        stmt = stmt.where(_matches(q, *_SEARCHED[model]))
+    return stmt
+
+
+def offers_statement(scope: Scope, plan_id: int) -> Any:
+    """(offer, account) rows of the plan's offers to accounts in the scope, unordered."""
+    return (
+        select(Offer, Account)
+        .join(Account, Account.id == Offer.account_id)
+        .where(
+            Offer.plan_id == plan_id,
+            Offer.provider_id == scope.provider_id,
+            scope.path_condition(Account.path),
+        )
+    )
+
+
+async def offer_count(session: AsyncSession, provider_id: int, plan_id: int) -> int:
+    result = await session.execute(
+        select(func.count())
+        .select_from(Offer)
+        .where(Offer.provider_id == provider_id, Offer.plan_id == plan_id)
+    )
+    return int(result.scalar_one())
+
+
+async def accounts_named(session: AsyncSession, scope: Scope, ids: Sequence[int]) -> dict[int, Account]:
+    """The accounts of these ids the scope reaches (owners of pools and ports on a page)."""
+    wanted = sorted({i for i in ids if storable_id(i)})
+    if not wanted:
+        return {}
+    result = await session.execute(
+        select(Account).where(
+            Account.id.in_(wanted),
+            Account.provider_id == scope.provider_id,
+            scope.path_condition(Account.path),
+        )
+    )
+    return {a.id: a for a in result.scalars()}
+
+
+async def services_using_each(
+    session: AsyncSession, provider_id: int, column: Any, ids: Sequence[int]
+) -> dict[int, int]:
+    """How many services reference each of these rows (a page of routers, pools or ports)."""
+    if not ids:
+        return {}
+    result = await session.execute(
+        select(column, func.count())
+        .where(Service.provider_id == provider_id, column.in_(list(ids)))
+        .group_by(column)
+    )
+    return {int(row_id): int(count) for row_id, count in result.all()}

@@ -122,3 +122,51 @@ async def count_live(session: AsyncSession, job_ids: list[int]) -> int:
         .where(Job.id.in_(job_ids), Job.status.in_((JobStatus.queued.value, JobStatus.running.value)))
     )
     return int(found or 0)
+
+
+# --- the console's operations list and the dashboard ------------------------------------------
+
+LIVE_STATUSES = (JobStatus.queued.value, JobStatus.running.value)
+
+
+def _mine(stmt: Any, provider_id: int, created_by_user_id: int | None) -> Any:
+    stmt = stmt.where(Job.provider_id == provider_id)
+    return stmt if created_by_user_id is None else stmt.where(Job.created_by_user_id == created_by_user_id)
+
+
+def list_statement(
+    provider_id: int, status: str | None, kind: str | None, created_by_user_id: int | None = None
+) -> Any:
+    """Jobs with the email of whoever started them (null for the scheduler), unordered: the
+    console orders and cuts the page. ``created_by_user_id`` narrows it to one user's jobs."""
+    from boughs.auth.models import User
+
+    stmt = _mine(
+        select(Job, User.email).outerjoin(User, User.id == Job.created_by_user_id),
+        provider_id,
+        created_by_user_id,
+    )
+    if status is not None:
+        stmt = stmt.where(Job.status == status)
+    if kind is not None:
+        stmt = stmt.where(Job.kind == kind)
+    return stmt
+
+
+async def live(
+    session: AsyncSession, provider_id: int, created_by_user_id: int | None, limit: int
+) -> list[Job]:
+    """Queued and running jobs, newest first (the status index finds them among many finished)."""
+    stmt = _mine(select(Job).where(Job.status.in_(LIVE_STATUSES)), provider_id, created_by_user_id)
+    result = await session.execute(stmt.order_by(Job.id.desc()).limit(limit))
+    return list(result.scalars())
+
+
+async def count_live_by_status(
+    session: AsyncSession, provider_id: int, created_by_user_id: int | None
+) -> dict[str, int]:
+    stmt = _mine(
+        select(Job.status, func.count()).where(Job.status.in_(LIVE_STATUSES)), provider_id, created_by_user_id
+    )
+    result = await session.execute(stmt.group_by(Job.status))
+    return {str(status): int(count) for status, count in result.all()}

@@ -65,3 +65,32 @@ async def run_periodic_now(ctx: Ctx, kind: str) -> Job:
             fix="ask an administrator of the provider",
         )
     return await enqueue(ctx, kind)
+
+
+def _only_own(ctx: Ctx) -> int | None:
+    # The same rule as get(): staff see every job of the provider, account users their own.
+    return None if ctx.actor.is_staff else ctx.actor.user_id or -1
+
+
+def list_statement(ctx: Ctx, status: str | None, kind: str | None) -> Any:
+    """The jobs the actor may see, filtered, each with its starter's email; the caller orders
+    and pages it."""
+    return repository.list_statement(ctx.provider_id, status, kind, _only_own(ctx))
+
+
+async def live(ctx: Ctx, limit: int) -> tuple[dict[str, int], list[Job]]:
+    """Counts of queued and running jobs the actor may see, and the ``limit`` newest of them."""
+    mine = _only_own(ctx)
+    counts = await repository.count_live_by_status(ctx.session, ctx.provider_id, mine)
+    return counts, await repository.live(ctx.session, ctx.provider_id, mine, limit)
+
+
+def periodic_kinds() -> list[str]:
+    """The periodic tasks run_periodic_now accepts."""
+    registry.load_all()
+    return sorted(registry.PERIODIC)
+
+
+def known_kinds() -> list[str]:
+    registry.load_all()
+    return sorted(registry.HANDLERS)
