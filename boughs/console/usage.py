@@ -168,11 +168,14 @@ def _parse_day(value: str, name: str, state: FormState) -> date | None:
         return None
 
 
-def parse_query(params: Any, meters: list[Meter], timezone: str) -> tuple[UsageQuery, FormState]:
+def parse_query(
+    params: Any, meters: list[Meter], timezone: str, default_scope: UsageScope = UsageScope.self
+) -> tuple[UsageQuery, FormState]:
     """The form's values as typed, and the query they ask; errors are collected in the state."""
     values = {
         name: str(params.get(name, "")).strip() for name in ("meter", "scope", "granularity", "from", "to")
     }
+    values["scope"] = values["scope"] or default_scope.value
     state = FormState(values=values)
     meter = values["meter"] or (meters[0].code if meters else "")
     values["meter"] = meter
@@ -248,7 +251,10 @@ async def _usage_page(
 ) -> HTMLResponse:
     """The form, and a chart and table per chosen meter; bad input shows the form again (422)."""
     meters = list((await usage.list_meters(con.ctx, None, 500)).items)
-    query, state = parse_query(con.request.query_params, meters, timezone)
+    # A parent's own usage is usually nothing: its children's, pooled, is what is asked about.
+    has_children = service is None and bool((await accounts.children(con.ctx, account.id, None, 1)).items)
+    default_scope = UsageScope.subtree if has_children else UsageScope.self
+    query, state = parse_query(con.request.query_params, meters, timezone, default_scope)
     context: dict[str, Any] = {
         "account": account,
         "tab": "services" if service is not None else "usage",

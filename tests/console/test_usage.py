@@ -50,7 +50,12 @@ async def tree(ctx_factory: Any, clock: FrozenClock) -> Tree:
 
 
 async def test_the_usage_tab_draws_this_month_by_day(owner_console: ConsoleClient, tree: Tree) -> None:
-    page = await owner_console.get(f"/accounts/{tree.root}/usage")
+    # A parent opens on its subtree's pooled usage; "self" is its own alone.
+    pooled = await owner_console.get(f"/accounts/{tree.root}/usage")
+    assert pooled.text.count('<rect class="bar"') == 3
+    assert 'data-testid="usage-total">2.00 MB<' in pooled.text and '<data value="2000000">' in pooled.text
+
+    page = await owner_console.get(f"/accounts/{tree.root}/usage", params={"scope": "self"})
     assert page.status_code == 200, page.text
     assert 'aria-current="page">Usage<' in page.text
     # The first meter, this month, by day: one bar for the root's own day of use.
@@ -63,13 +68,15 @@ async def test_the_usage_tab_draws_this_month_by_day(owner_console: ConsoleClien
     assert 'value="2026-01-01"' in page.text and 'value="2026-01-31"' in page.text
     assert '<th scope="col">Day</th>' in page.text and '<data value="1000">1.00 KB</data>' in page.text
 
-    pooled = await owner_console.get(f"/accounts/{tree.root}/usage", params={"scope": "subtree"})
-    assert pooled.text.count('<rect class="bar"') == 3
-    assert 'data-testid="usage-total">2.00 MB<' in pooled.text and '<data value="2000000">' in pooled.text
-
     every = await owner_console.get(
         f"/accounts/{tree.root}/usage",
-        params={"meter": "*", "granularity": "month", "from": "2026-01-01", "to": "2026-01-31"},
+        params={
+            "meter": "*",
+            "scope": "self",
+            "granularity": "month",
+            "from": "2026-01-01",
+            "to": "2026-01-31",
+        },
     )
     assert every.text.count('<svg role="img"') == 2 and "12.50 minutes" in every.text
 
