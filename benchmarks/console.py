@@ -140,7 +140,8 @@ async def run_engine(engine: Any, csv_path: Path, report: Report, repeat: int) -
             await raw.execute(
                 "SELECT setval(pg_get_serial_sequence('accounts', 'id'), (SELECT max(id) FROM accounts))"
             )
-            await raw.execute("ANALYZE")
+        # Statistics as the periodic maintenance job keeps them, for both sides alike.
+        await raw.execute("ANALYZE")
         top = int((await raw.one("SELECT id FROM accounts WHERE external_id = 'n0.0'"))[0])
         async with db.transaction() as session:
             admin = await users.user_by_email(session, DEMO_ADMIN_EMAIL)
