@@ -32,7 +32,10 @@ def test_switching_to_a_child_through_the_dropdown(live_server: LiveServer, brow
     box.fill("lofts-12")
     # Only the account whose external id matches stays in the list.
     expect(page.get_by_test_id("switcher-option")).to_have_count(1)
-    page.get_by_test_id("switcher-option").filter(has_text="Unit 12").click()
+    # The keyboard alone: down into the results, Enter opens the account.
+    box.press("ArrowDown")
+    expect(page.get_by_test_id("switcher-option").filter(has_text="Unit 12")).to_be_focused()
+    page.keyboard.press("Enter")
     page.wait_for_url(f"**/accounts/{child_id}")
     focus = page.get_by_test_id("focus-account")
     assert focus.inner_text() == "Unit 12"

@@ -22,9 +22,28 @@
     ];
   }
   document.addEventListener("keydown", function (event) {
+    var box = document.getElementById("switcher-q");
+    if (!box) { return; }
     if (event.key === "/" && !/INPUT|TEXTAREA|SELECT/.test(document.activeElement.tagName)) {
-      var box = document.getElementById("switcher-q");
-      if (box) { event.preventDefault(); box.focus(); }
+      event.preventDefault();
+      box.focus();
+      return;
+    }
+    // In the switcher: arrows walk the results, Escape closes them.
+    var results = document.getElementById("switcher-results");
+    var inSwitcher = document.activeElement === box || results.contains(document.activeElement);
+    if (!inSwitcher) { return; }
+    var options = Array.prototype.slice.call(results.querySelectorAll("a[role=option]"));
+    var at = options.indexOf(document.activeElement);
+    if (event.key === "ArrowDown" && options.length) {
+      event.preventDefault();
+      options[Math.min(at + 1, options.length - 1)].focus();
+    } else if (event.key === "ArrowUp" && options.length) {
+      event.preventDefault();
+      if (at <= 0) { box.focus(); } else { options[at - 1].focus(); }
+    } else if (event.key === "Escape") {
+      results.innerHTML = "";
+      box.focus();
     }
   });
 })();
