@@ -81,7 +81,9 @@ def live_server(database_url: str) -> Iterator[LiveServer]:
         thread.join(timeout=20)
 
 
-@pytest.fixture(scope="session")
+# Per test, not per session: Playwright's synchronous API holds an event loop on the main
+# thread while it runs, and the async tests that follow in the same worker need it gone.
+@pytest.fixture
 def chromium() -> Iterator[Any]:
     if not (os.path.exists(CHROMIUM) and shutil.which(CHROMIUM)):
         missing("chromium", f"{CHROMIUM} is not installed (apt-get install chromium)")
