@@ -54,7 +54,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import psycopg
-from sqlalchemy import create_engine, func, or_, select, text
+from sqlalchemy import create_engine, event, func, or_, select, text
 from sqlalchemy.engine import make_url
 
 from benchmarks.harness import RESULTS_DIR, Figure, Report
@@ -860,6 +860,33 @@ async def _failed_jobs(db: Database, since: datetime) -> list[str]:
     return [f"job {r.id} ({r.kind}): {r.error}" for r in rows]
 
 
+def _profile_statements(db: Database) -> dict[str, list[float]]:
+    """BOUGHS_BENCH_SQL_PROFILE=1: time every statement of the in-process run, by its text."""
+    spent: dict[str, list[float]] = {}
+
+    @event.listens_for(db.engine.sync_engine, "before_cursor_execute")
+    def _before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        conn.info["bench_started"] = time.perf_counter()
+
+    @event.listens_for(db.engine.sync_engine, "after_cursor_execute")
+    def _after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        took = time.perf_counter() - conn.info.pop("bench_started", time.perf_counter())
+        key = " ".join(statement.split())[:150]
+        entry = spent.setdefault(key, [0, 0.0])
+        entry[0] += 1
+        entry[1] += took
+
+    return spent
+
+
+def _print_statements(spent: dict[str, list[float]], seconds: float) -> None:
+    total = sum(v[1] for v in spent.values())
+    calls = sum(int(v[0]) for v in spent.values())
+    print(f"  statements: {calls:,} taking {total:.2f} s of the run's {seconds:.2f} s; the costliest:")
+    for text_, (count, took) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:15]:
+        print(f"    {took:7.2f} s {int(count):6,}x  {text_}")
+
+
 async def boughs_in_process(engine: Engine, world: World) -> tuple[float, int, int]:
     """The run and its chunk jobs executed one after the other here: (seconds, chunks, the
     largest chunk's roots), the chunks as the run cut them."""
@@ -867,6 +894,7 @@ async def boughs_in_process(engine: Engine, world: World) -> tuple[float, int, i
     runtime = JobRuntime(settings)
     db = Database(engine.url)
     clock = SystemClock()
+    statements = _profile_statements(db) if os.environ.get("BOUGHS_BENCH_SQL_PROFILE") == "1" else None
     try:
         since = clock.now()
         started = time.perf_counter()
@@ -890,6 +918,8 @@ async def boughs_in_process(engine: Engine, world: World) -> tuple[float, int, i
                 if await runtime.execute(db, job_id) != JobStatus.succeeded.value:
                     raise RuntimeError(f"the bill run failed: {await _failed_jobs(db, since) or job_id}")
         seconds = time.perf_counter() - started
+        if statements is not None:
+            _print_statements(statements, seconds)
         done = await _bill_run(db, run.id)
         if done.status != BillRunStatus.succeeded.value:
             raise RuntimeError(f"bill run {run.id} is {done.status}: {done.error}")
