@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, delete, func, insert, or_, select, update
+from sqlalchemy import Select, Table, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.accounts.models import Account, AccountLink
@@ -510,8 +510,21 @@ async def insert_lines(session: AsyncSession, rows: list[dict[str, Any]]) -> Non
         await session.execute(insert(LINES), rows)
 
 
+_NEXT_INVOICE_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('invoices', 'id')) FROM generate_series(1, :n)"
+)
+
+
 async def insert_invoices(session: AsyncSession, rows: list[dict[str, Any]]) -> dict[int, int]:
     """Write invoices in one statement; their ids by owner (one invoice per owner in a batch)."""
+    if not rows:
+        return {}
+    if session.get_bind().dialect.name == "postgresql":
+        # Taking the ids from the sequence first lets the rows go as a plain batch, several
+        # times faster on psycopg than a batch that returns what it wrote.
+        ids = list(await session.scalars(_NEXT_INVOICE_IDS, {"n": len(rows)}))
+        await session.execute(insert(INVOICES), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+        return {row["owner_account_id"]: i for row, i in zip(rows, ids, strict=True)}
     found = await session.execute(
         insert(INVOICES).returning(INVOICES.c.id, INVOICES.c.owner_account_id), rows
     )
