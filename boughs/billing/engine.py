@@ -11,7 +11,7 @@ under them, need the history; every other account keeps its parent for the whole
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -37,6 +37,10 @@ from boughs.usage.models import Aggregation, Meter
 DAY = timedelta(days=1)
 POOLED = (ChildBillingMode.parent_breakdown.value, ChildBillingMode.parent_summary.value)
 ADDITIVE = (Aggregation.sum.value, Aggregation.count.value)
+# Measured steps by (meter code, rollup kind), then by (subject, start, end).
+Measured = dict[tuple[str, str], dict[tuple[int, datetime, datetime], int]]
+# What a pool asks to be measured (by rollup kind, then window), and what to do with the answer.
+Asked = tuple[dict[str, dict[tuple[datetime, datetime], set[int]]], Callable[[Measured], None]] | None
 KIND_ORDER = {
     k: i for i, k in enumerate(("recurring", "proration", "discount", "usage", "adjustment", "tax"))
 }
@@ -600,6 +604,11 @@ class Engine:
         pooled_meters: dict[int, set[str]],
         placement: Placement,
     ) -> None:
+        # Every pool's question first, then one measure per meter and kind for all of them.
+        finishers: list[Callable[[Measured], None]] = []
+        wanted: dict[tuple[str, str], dict[tuple[datetime, datetime], set[int]]] = defaultdict(
+            lambda: defaultdict(set)
+        )
         for pool_account, entries in sorted(pools.items()):
             for sv, plan in entries:
                 for charge in plan.usage_charges:
@@ -615,11 +624,23 @@ class Engine:
                         ):
                             contributions.append((account_id, a, b, chain))
                     if plan.child_billing_mode == ChildBillingMode.child.value:
-                        await self._per_child(owners, sv, plan, charge, meter, contributions, placement)
+                        asked = self._per_child(owners, sv, plan, charge, meter, contributions, placement)
                     else:
-                        await self._pooled(owners, sv, plan, charge, meter, contributions, placement)
+                        asked = self._pooled(owners, sv, plan, charge, meter, contributions, placement)
+                    if asked is None:
+                        continue
+                    requests, finish = asked
+                    for kind, windows in requests.items():
+                        for window, subjects in windows.items():
+                            wanted[(meter.code, kind)][window].update(subjects)
+                    finishers.append(finish)
+        measured: Measured = {}
+        for (code, kind), windows in wanted.items():
+            measured[(code, kind)] = await self._measure(self.meters[code], kind, windows)
+        for finish in finishers:
+            finish(measured)
 
-    async def _per_child(
+    def _per_child(
         self,
         owners: dict[int, Owner],
         sv: Service,
@@ -628,7 +649,7 @@ class Engine:
         meter: Meter,
         contributions: list[tuple[int, datetime, datetime, tuple[int, ...]]],
         placement: Placement,
-    ) -> None:
+    ) -> Asked:
         """Child mode: every account under the pool is rated alone, on its own invoice owner's bill."""
         targets: list[tuple[Owner, int, datetime, datetime]] = []
         requests: dict[tuple[datetime, datetime], set[int]] = defaultdict(set)
@@ -640,24 +661,28 @@ class Engine:
             if a2 < b2:
                 targets.append((owner, account_id, a2, b2))
                 requests[(a2, b2)].add(account_id)
-        measured = await self._measure(meter, "account", requests)
-        for owner, account_id, a, b in targets:
-            steps = measured.get((account_id, a, b), 0)
-            if steps:
-                self._usage_line(
-                    owner,
-                    meter,
-                    charge,
-                    steps,
-                    account_id,
-                    sv,
-                    plan,
-                    a,
-                    b,
-                    extra={"child_billing_mode": "child", "pool_account_id": sv.account_id},
-                )
 
-    async def _pooled(
+        def finish(measured: Measured) -> None:
+            by_account = measured.get((meter.code, "account"), {})
+            for owner, account_id, a, b in targets:
+                steps = by_account.get((account_id, a, b), 0)
+                if steps:
+                    self._usage_line(
+                        owner,
+                        meter,
+                        charge,
+                        steps,
+                        account_id,
+                        sv,
+                        plan,
+                        a,
+                        b,
+                        extra={"child_billing_mode": "child", "pool_account_id": sv.account_id},
+                    )
+
+        return {"account": requests}, finish
+
+    def _pooled(
         self,
         owners: dict[int, Owner],
         sv: Service,
@@ -666,16 +691,16 @@ class Engine:
         meter: Meter,
         contributions: list[tuple[int, datetime, datetime, tuple[int, ...]]],
         placement: Placement,
-    ) -> None:
+    ) -> Asked:
         """Pooled: tiers apply to the subtree's total as the tree was; the cost is shared back to
         the accounts in proportion to their usage (breakdown) or shown once (summary)."""
         owner = owners.get(placement.owner_of(placement.chain_at(sv.account_id, placement_end(owners))))
         if owner is None or plan.currency != owner.currency:
-            return
+            return None
         a = max(owner.window[0], midnight(sv.start_date, owner.zone))
         b = min(owner.window[1], midnight(sv.end_date + DAY, owner.zone)) if sv.end_date else owner.window[1]
         if a >= b:
-            return
+            return None
         requests: dict[tuple[datetime, datetime], set[int]] = defaultdict(set)
         shares: list[tuple[int, datetime, datetime]] = []
         for account_id, x, y, _chain in contributions:
@@ -683,15 +708,35 @@ class Engine:
             if x2 < y2:
                 requests[(x2, y2)].add(account_id)
                 shares.append((account_id, x2, y2))
-        measured = await self._measure(meter, "account", requests)
-        weights: dict[int, int] = defaultdict(int)
-        for account_id, x, y in shares:
-            weights[account_id] += measured.get((account_id, x, y), 0)
-        if meter.aggregation in ADDITIVE:
-            total_steps = sum(weights.values())
-        else:
-            subtree = await self._measure(meter, "subtree", {(a, b): {sv.account_id}})
-            total_steps = subtree.get((sv.account_id, a, b), 0)
+        asked: dict[str, dict[tuple[datetime, datetime], set[int]]] = {"account": requests}
+        if meter.aggregation not in ADDITIVE:
+            asked["subtree"] = {(a, b): {sv.account_id}}
+
+        def finish(measured: Measured) -> None:
+            by_account = measured.get((meter.code, "account"), {})
+            weights: dict[int, int] = defaultdict(int)
+            for account_id, x, y in shares:
+                weights[account_id] += by_account.get((account_id, x, y), 0)
+            if meter.aggregation in ADDITIVE:
+                total_steps = sum(weights.values())
+            else:
+                total_steps = measured.get((meter.code, "subtree"), {}).get((sv.account_id, a, b), 0)
+            self._pooled_lines(owner, sv, plan, charge, meter, weights, total_steps, a, b)
+
+        return asked, finish
+
+    def _pooled_lines(
+        self,
+        owner: Owner,
+        sv: Service,
+        plan: Plan,
+        charge: dict[str, Any],
+        meter: Meter,
+        weights: dict[int, int],
+        total_steps: int,
+        a: datetime,
+        b: datetime,
+    ) -> None:
         quantity = self._quantity(meter, total_steps)
         price = rating.price_usage(charge, quantity, owner.currency)
         amount = round_half_up(price.amount)
