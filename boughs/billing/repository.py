@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, delete, func, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, Table, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.accounts.models import Account, AccountLink
@@ -261,62 +261,67 @@ async def plans_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, Pl
     return found
 
 
+async def _by_service(
+    session: AsyncSession,
+    model: Any,
+    service_ids: Sequence[int],
+    conditions: Sequence[ColumnElement[bool]],
+    order_by: Sequence[Any],
+) -> dict[int, list[Any]]:
+    """Rows of ``model`` for these services, grouped by service, in ``order_by`` within each."""
+    found: dict[int, list[Any]] = defaultdict(list)
+    for chunk in _chunks(sorted(set(service_ids))):
+        rows = await session.scalars(
+            select(model)
+            .where(model.service_id.in_(chunk), *conditions)
+            .order_by(model.service_id, *order_by)
+        )
+        for row in rows:
+            found[row.service_id].append(row)
+    return found
+
+
 async def plan_changes_after(
     session: AsyncSession, service_ids: Sequence[int], after: date
 ) -> dict[int, list[ServicePlanChange]]:
-    found: dict[int, list[ServicePlanChange]] = defaultdict(list)
-    for chunk in _chunks(sorted(set(service_ids))):
-        rows = await session.scalars(
-            select(ServicePlanChange)
-            .where(ServicePlanChange.service_id.in_(chunk), ServicePlanChange.effective_date > after)
-            .order_by(ServicePlanChange.service_id, ServicePlanChange.effective_date, ServicePlanChange.id)
-        )
-        for change in rows:
-            found[change.service_id].append(change)
-    return found
+    return await _by_service(
+        session,
+        ServicePlanChange,
+        service_ids,
+        [ServicePlanChange.effective_date > after],
+        [ServicePlanChange.effective_date, ServicePlanChange.id],
+    )
 
 
 async def scheduled_changes_between(
     session: AsyncSession, service_ids: Sequence[int], after: date, until: date
 ) -> dict[int, list[ServiceScheduledChange]]:
-    found: dict[int, list[ServiceScheduledChange]] = defaultdict(list)
-    for chunk in _chunks(sorted(set(service_ids))):
-        rows = await session.scalars(
-            select(ServiceScheduledChange)
-            .where(
-                ServiceScheduledChange.service_id.in_(chunk),
-                ServiceScheduledChange.state == ScheduledChangeState.pending.value,
-                ServiceScheduledChange.effective_date > after,
-                ServiceScheduledChange.effective_date <= until,
-            )
-            .order_by(
-                ServiceScheduledChange.service_id,
-                ServiceScheduledChange.effective_date,
-                ServiceScheduledChange.id,
-            )
-        )
-        for change in rows:
-            found[change.service_id].append(change)
-    return found
+    return await _by_service(
+        session,
+        ServiceScheduledChange,
+        service_ids,
+        [
+            ServiceScheduledChange.state == ScheduledChangeState.pending.value,
+            ServiceScheduledChange.effective_date > after,
+            ServiceScheduledChange.effective_date <= until,
+        ],
+        [ServiceScheduledChange.effective_date, ServiceScheduledChange.id],
+    )
 
 
 async def discounts_of(
     session: AsyncSession, service_ids: Sequence[int], start: date, end: date
 ) -> dict[int, list[ServiceDiscount]]:
-    found: dict[int, list[ServiceDiscount]] = defaultdict(list)
-    for chunk in _chunks(sorted(set(service_ids))):
-        rows = await session.scalars(
-            select(ServiceDiscount)
-            .where(
-                ServiceDiscount.service_id.in_(chunk),
-                ServiceDiscount.start_date <= end,
-                or_(ServiceDiscount.end_date.is_(None), ServiceDiscount.end_date >= start),
-            )
-            .order_by(ServiceDiscount.service_id, ServiceDiscount.id)
-        )
-        for discount in rows:
-            found[discount.service_id].append(discount)
-    return found
+    return await _by_service(
+        session,
+        ServiceDiscount,
+        service_ids,
+        [
+            ServiceDiscount.start_date <= end,
+            or_(ServiceDiscount.end_date.is_(None), ServiceDiscount.end_date >= start),
+        ],
+        [ServiceDiscount.id],
+    )
 
 
 async def meters_by_code(session: AsyncSession, provider_id: int) -> dict[str, Meter]:

@@ -30,7 +30,8 @@ CHUNK_JOB = "billing.run_chunk"
 MAX_AHEAD = timedelta(days=366)
 
 
-def _require_staff_billing(ctx: Ctx, doing: str) -> None:
+def require_staff_billing(ctx: Ctx, doing: str) -> None:
+    """Bill runs and writing invoices are the provider's owner, admins and billing staff's work."""
     if not ctx.actor.is_staff or ctx.actor.staff_role not in ("owner", "admin", "billing"):
         raise Forbidden(
             detail=f"Only the provider's owner, admins and billing staff can {doing}.",
@@ -42,7 +43,7 @@ def _require_staff_billing(ctx: Ctx, doing: str) -> None:
 
 
 async def start_bill_run(ctx: Ctx, data: BillRunCreate) -> BillRun:
-    _require_staff_billing(ctx, "start bill runs")
+    require_staff_billing(ctx, "start bill runs")
     provider = await repo.provider(ctx.session, ctx.provider_id)
     today = local_date(ctx.now(), provider.default_timezone)
     if data.period_end > today + MAX_AHEAD:
@@ -74,7 +75,7 @@ async def start_bill_run(ctx: Ctx, data: BillRunCreate) -> BillRun:
 
 
 async def get_bill_run(ctx: Ctx, run_id: int) -> BillRun:
-    _require_staff_billing(ctx, "read bill runs")
+    require_staff_billing(ctx, "read bill runs")
     run = await repo.get_bill_run(ctx.session, ctx.provider_id, run_id)
     if run is None:
         raise NotFound(detail=f"There is no bill run {run_id}.", fix="check the bill run id")
@@ -82,7 +83,7 @@ async def get_bill_run(ctx: Ctx, run_id: int) -> BillRun:
 
 
 async def list_bill_runs(ctx: Ctx, cursor: str | None, limit: int) -> PageOf[BillRun]:
-    _require_staff_billing(ctx, "read bill runs")
+    require_staff_billing(ctx, "read bill runs")
     check_limit(limit)
     rows = await repo.list_bill_runs(ctx.session, ctx.provider_id, id_cursor(cursor), limit + 1)
     return page_of(rows, limit)
@@ -288,7 +289,7 @@ async def list_invoices(
 async def _locked(ctx: Ctx, invoice_id: int, doing: str, *, with_account: bool = False) -> Invoice:
     # Who cannot see the invoice learns nothing of it; who can but may not change it is refused.
     found = await get_invoice(ctx, invoice_id)
-    _require_staff_billing(ctx, doing)
+    require_staff_billing(ctx, doing)
     if with_account:
         # The account first, then the invoice: the order payments take them in, so never a deadlock.
         await ledger.lock_account(ctx, found.owner_account_id)

@@ -8,7 +8,6 @@ they run. Every rule stays in the billing services; these routes parse and autho
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fastapi import Response
@@ -46,7 +45,7 @@ from boughs.console.frame import (
 )
 from boughs.console.lists import ListPage, ListQuery, fetch_page
 from boughs.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
-from boughs.kit.money import exponent, to_minor
+from boughs.kit.money import parse_major
 
 router = console_router()
 
@@ -71,15 +70,6 @@ PAYMENT_LABELS = {
 
 
 # --- shared pieces ------------------------------------------------------------------------------
-
-
-def _require_billing_staff(con: Console, doing: str) -> None:
-    """Bill runs and the provider-wide invoice list are the provider's billing staff's work."""
-    if not con.can_provider(Permission.manage_billing):
-        raise Forbidden(
-            detail=f"Only the provider's owner, admins and billing staff can {doing}.",
-            fix="ask the provider's billing staff",
-        )
 
 
 def _status_filter(con: Console, lq: ListQuery) -> str | None:
@@ -111,23 +101,10 @@ def _invoice_lq(con: Console, filters: list[str]) -> ListQuery:
 
 
 def _minor_amount(raw: str | None, currency: str, field: str = "amount") -> int:
-    """An amount typed in major units ("12.50") as minor units, refused when not exact."""
+    """An amount received, typed in major units ("12.50"), as minor units."""
     if not raw:
         raise InvalidInput.on_field(field, "is required", f"type the amount in {currency}, such as 12.50")
-    try:
-        major = Decimal(raw.replace(",", "").replace(" ", ""))
-    except InvalidOperation:
-        raise InvalidInput.on_field(
-            field, f"'{raw}' is not an amount", "type digits, such as 12.50"
-        ) from None
-    places = exponent(currency)
-    if not major.is_finite() or major <= 0:
-        raise InvalidInput.on_field(field, "must be more than zero", "type the amount received")
-    if major != major.quantize(Decimal(1).scaleb(-places)):
-        raise InvalidInput.on_field(
-            field, f"{currency} has {places} decimal places", f"round the amount to {places} places"
-        )
-    return to_minor(major, currency)
+    return parse_major(raw, currency, field, positive=True)
 
 
 async def _invoice_page(con: Console, statement: Select[*tuple[Any, ...]], lq: ListQuery) -> ListPage[Any]:
@@ -508,13 +485,13 @@ async def _bill_runs_context(con: Console, form: FormState | None = None) -> dic
 
 @router.get("/bill-runs", response_class=HTMLResponse)
 async def bill_runs(con: ConsoleDep) -> HTMLResponse:
-    _require_billing_staff(con, "see bill runs")
+    service.require_staff_billing(con.ctx, "see bill runs")
     return await page(con, "billing/bill_runs.html", await _bill_runs_context(con), section="bill-runs")
 
 
 @router.post("/bill-runs")
 async def start_bill_run(con: ConsoleDep) -> Response:
-    _require_billing_staff(con, "start bill runs")
+    service.require_staff_billing(con.ctx, "start bill runs")
     values = form_values(await con.request.form())
     body = {
         "period_end": values.get("period_end"),

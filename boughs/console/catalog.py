@@ -50,7 +50,6 @@ from boughs.console.frame import (
     Console,
     ConsoleDep,
     FormState,
-    Rendered,
     checkbox,
     console_router,
     form_errors,
@@ -58,10 +57,11 @@ from boughs.console.frame import (
     fragment,
     page,
     redirect,
+    reject,
 )
 from boughs.console.lists import ListQuery, fetch_page
 from boughs.kit.errors import BoughsError, FieldProblem, Forbidden, InvalidInput, NotFound
-from boughs.kit.money import to_major, to_minor
+from boughs.kit.money import parse_major, to_major
 from boughs.providers import repository as providers
 from boughs.services.models import Service
 from boughs.usage import service as usage
@@ -158,12 +158,6 @@ async def _form(request: Request) -> dict[str, Any]:
     return form_values(await request.form())
 
 
-async def _rejected(
-    con: Console, template: str, context: Mapping[str, Any], status: int = 422, section: str = ""
-) -> Rendered:
-    return Rendered(await page(con, template, dict(context), status=status, section=section))
-
-
 def _delete_context(
     con: Console, *, what: str, action: str, back: str, removed: list[str], kept: list[str], blocked: str = ""
 ) -> dict[str, Any]:
@@ -178,8 +172,8 @@ async def _delete(
         await remove()
     except BoughsError as error:
         context["error"] = error
-        raise await _rejected(
-            con, "catalog/delete.html", context, status=error.status, section=section
+        raise await reject(
+            con, "catalog/delete.html", None, context, status=error.status, section=section
         ) from None
     return redirect(con, done_url, flash=done)
 
@@ -230,9 +224,11 @@ async def _plan_data(con: Console, values: Mapping[str, Any]) -> dict[str, Any]:
     )
     if "price" in values:
         try:
-            data["price_amount"] = to_minor(Decimal(values["price"]), str(currency).upper())
-        except (InvalidOperation, ValueError):
-            problems.append(FieldProblem("price", "is not an amount", "write it like 25 or 25.00"))
+            data["price_amount"] = parse_major(
+                values["price"], str(currency).upper(), "price", example="25 or 25.00"
+            )
+        except InvalidInput as error:
+            problems.extend(error.errors)
     data["data_cap_bytes"] = None
     if values.get("data_cap_gb"):
         try:
@@ -316,7 +312,7 @@ async def create_plan(con: ConsoleDep) -> Response:
     except (ValidationError, BoughsError) as error:
         form = _errors(values, error, PLAN_RENAMED, folded=["usage_charges"])
         context = _context(con, form=form, **_plan_form_choices())
-        raise await _rejected(con, "catalog/plan_new.html", context, section="plans") from None
+        raise await reject(con, "catalog/plan_new.html", None, context, section="plans") from None
     return redirect(con, f"/plans/{created.id}", flash=f"Plan {created.name} created.")
 
 
@@ -368,7 +364,7 @@ async def update_plan(con: ConsoleDep, plan_id: int) -> Response:
         values["_"] = "submitted"
         form = _errors(values, error, PLAN_RENAMED, folded=["usage_charges"])
         context = await _plan_page(con, plan, form=form)
-        raise await _rejected(con, "catalog/plan.html", context, section="plans") from None
+        raise await reject(con, "catalog/plan.html", None, context, section="plans") from None
     return redirect(con, f"/plans/{plan.id}", flash="Plan saved.")
 
 
@@ -385,7 +381,7 @@ async def offer_plan(con: ConsoleDep, plan_id: int) -> Response:
     except BoughsError as error:
         offer_form = _errors(values, error, {"account_id": "account"})
         context = await _plan_page(con, plan, offer_form=offer_form)
-        raise await _rejected(con, "catalog/plan.html", context, section="plans") from None
+        raise await reject(con, "catalog/plan.html", None, context, section="plans") from None
     return redirect(
         con, f"/plans/{plan.id}", flash=f"Plan {plan.name} offered to {account.name} and its subtree."
     )
@@ -477,7 +473,7 @@ async def create_meter(con: ConsoleDep) -> Response:
         created = await usage.create_meter(con.ctx, MeterCreate.model_validate(data))
     except (ValidationError, BoughsError) as error:
         context = _context(con, form=_errors(values, error), **_meter_choices())
-        raise await _rejected(con, "catalog/meter.html", context, section="meters") from None
+        raise await reject(con, "catalog/meter.html", None, context, section="meters") from None
     return redirect(con, "/meters", flash=f"Meter {created.code} created.")
 
 
@@ -506,7 +502,7 @@ async def update_meter(con: ConsoleDep, meter_id: int) -> Response:
         await usage.update_meter(con.ctx, meter.id, MeterUpdate.model_validate(data))
     except (ValidationError, BoughsError) as error:
         context = _context(con, meter=meter, form=_errors(values, error), **_meter_choices())
-        raise await _rejected(con, "catalog/meter.html", context, section="meters") from None
+        raise await reject(con, "catalog/meter.html", None, context, section="meters") from None
     return redirect(con, "/meters", flash=f"Meter {meter.code} saved.")
 
 
@@ -556,7 +552,7 @@ async def create_router(con: ConsoleDep) -> Response:
         created = await catalog.create_router(con.ctx, RouterCreate.model_validate(values))
     except (ValidationError, BoughsError) as error:
         context = _context(con, form=_errors(_without_secret(values), error), **_router_choices())
-        raise await _rejected(con, "catalog/router.html", context, section="routers") from None
+        raise await reject(con, "catalog/router.html", None, context, section="routers") from None
     return redirect(con, f"/routers/{created.id}", flash=f"Router {created.name} added.")
 
 
@@ -590,7 +586,7 @@ async def update_router(con: ConsoleDep, router_id: int) -> Response:
         await catalog.update_router(con.ctx, found.id, RouterUpdate.model_validate(data))
     except (ValidationError, BoughsError) as error:
         context = await _router_page(con, found, _errors(_without_secret(values), error))
-        raise await _rejected(con, "catalog/router.html", context, section="routers") from None
+        raise await reject(con, "catalog/router.html", None, context, section="routers") from None
     return redirect(con, f"/routers/{found.id}", flash="Router saved.")
 
 
@@ -770,7 +766,7 @@ async def create_pool(con: ConsoleDep) -> Response:
         context = _context(
             con, row=None, form=_errors(values, error, OWNED_RENAMED), pool_kinds=_choices(PoolKind)
         )
-        raise await _rejected(con, "catalog/pool.html", context, section="ip-pools") from None
+        raise await reject(con, "catalog/pool.html", None, context, section="ip-pools") from None
     return redirect(con, f"/ip-pools/{created.id}", flash=f"Pool {created.name} added.")
 
 
@@ -794,7 +790,7 @@ async def update_pool(con: ConsoleDep, pool_id: int) -> Response:
     except (ValidationError, BoughsError) as error:
         context = await _owned_page(con, row, _errors(values, error, OWNED_RENAMED))
         context["sharing"] = _sharing_words(row, context["owner"])
-        raise await _rejected(con, "catalog/pool.html", context, section="ip-pools") from None
+        raise await reject(con, "catalog/pool.html", None, context, section="ip-pools") from None
     return redirect(con, f"/ip-pools/{row.id}", flash="Pool saved.")
 
 
@@ -839,7 +835,7 @@ async def create_port(con: ConsoleDep) -> Response:
         created = await catalog.create_port(con.ctx, data)
     except (ValidationError, BoughsError) as error:
         context = _context(con, row=None, form=_errors(values, error, OWNED_RENAMED))
-        raise await _rejected(con, "catalog/port.html", context, section="ports") from None
+        raise await reject(con, "catalog/port.html", None, context, section="ports") from None
     return redirect(con, f"/ports/{created.id}", flash=f"Port {created.name} added.")
 
 
@@ -863,7 +859,7 @@ async def update_port(con: ConsoleDep, port_id: int) -> Response:
     except (ValidationError, BoughsError) as error:
         context = await _owned_page(con, row, _errors(values, error, OWNED_RENAMED))
         context["sharing"] = _sharing_words(row, context["owner"])
-        raise await _rejected(con, "catalog/port.html", context, section="ports") from None
+        raise await reject(con, "catalog/port.html", None, context, section="ports") from None
     return redirect(con, f"/ports/{row.id}", flash="Port saved.")
 
 

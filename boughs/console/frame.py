@@ -19,7 +19,6 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
-from markupsafe import Markup
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 
@@ -88,7 +87,6 @@ class Console:
     ctx: Ctx
     csrf_token: str
     scope: Scope
-    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_htmx(self) -> bool:
@@ -374,23 +372,22 @@ def form_errors(values: dict[str, Any], error: BoughsError | ValidationError) ->
 async def reject(
     con: Console,
     template: str,
-    state: FormState,
+    state: FormState | None,
     context: Mapping[str, Any] | None = None,
     *,
+    status: int = 422,
     account: Account | None = None,
     section: str = "",
 ) -> Rendered:
-    """The form again with its errors, status 422, and nothing the attempt wrote kept."""
+    """The form again with its errors (422 unless told), and nothing the attempt wrote kept.
+
+    ``state`` None: the context already carries the form to show.
+    """
     values = dict(context or {})
-    values["form"] = state
-    if con.is_htmx and values.pop("fragment_only", False):
-        return Rendered(fragment(con, template, values, status=422))
-    return Rendered(await page(con, template, values, status=422, account=account, section=section))
+    if state is not None:
+        values["form"] = state
+    return Rendered(await page(con, template, values, status=status, account=account, section=section))
 
 
 def checkbox(values: Mapping[str, Any], name: str) -> bool:
     return str(values.get(name, "")).lower() in {"on", "true", "1", "yes"}
-
-
-def hidden_csrf(con: Console) -> Markup:
-    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(con.csrf_token)

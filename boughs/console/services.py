@@ -21,6 +21,7 @@ from sqlalchemy.orm import QueryableAttribute
 from boughs.accounts import service as accounts
 from boughs.accounts.models import Account
 from boughs.authz.permissions import Permission
+from boughs.authz.scope import require
 from boughs.catalog import service as catalog
 from boughs.catalog.models import PayPeriod, Plan, PlanKind
 from boughs.console.frame import (
@@ -37,8 +38,8 @@ from boughs.console.frame import (
 )
 from boughs.console.lists import ListQuery, fetch_page
 from boughs.console.usage import format_quantity
-from boughs.kit.errors import BoughsError, Conflict, Forbidden, InvalidInput
-from boughs.kit.money import exponent, to_major, to_minor
+from boughs.kit.errors import BoughsError, Conflict, InvalidInput
+from boughs.kit.money import exponent, parse_major, to_major
 from boughs.services import changes, repository
 from boughs.services import service as services
 from boughs.services.changes import ChangePlanRequest, SchedulableStatus, ScheduledChangeCreate
@@ -101,19 +102,7 @@ def reason_text(reason: str, waits_on: int | None = None) -> str:
 
 def minor_units(raw: Any, currency: str, field: str) -> int:
     """A price typed in major units (12.50) as minor units of ``currency``; 422 on ``field``."""
-    places = exponent(currency)
-    try:
-        amount = Decimal(str(raw).replace(",", "").strip())
-        if not amount.is_finite() or amount < 0:
-            raise InvalidInput.on_field(field, "must be zero or more", "write it like 12.50")
-        exact = amount == amount.quantize(Decimal(1).scaleb(-places))
-    except InvalidOperation:
-        raise InvalidInput.on_field(field, f"'{raw}' is not an amount", "write it like 12.50") from None
-    if not exact:
-        raise InvalidInput.on_field(
-            field, f"{currency} has {places} decimal places", f"round it to {places} decimal places"
-        )
-    return to_minor(amount, currency)
+    return parse_major(raw, currency, field)
 
 
 def major_units(amount: int, currency: str) -> str:
@@ -202,12 +191,8 @@ async def _network_options(con: Console) -> dict[str, Any]:
     }
 
 
-def _require_manage(con: Console, account: Account, doing: str) -> None:
-    if not con.can(Permission.manage_services, account):
-        raise Forbidden(
-            detail=f"You may not {doing} on account {account.id}.",
-            fix="ask an administrator or technical user of the account",
-        )
+async def _require_manage(con: Console, account: Account, doing: str) -> None:
+    await require(con.ctx, account.path, Permission.manage_services, doing)
 
 
 def _agreements_missing(account: Account) -> bool:
@@ -258,7 +243,7 @@ async def _new_context(con: Console, account: Account) -> dict[str, Any]:
 @router.get("/accounts/{account_id}/services/new")
 async def new_service_form(con: ConsoleDep, account_id: int) -> HTMLResponse:
     account = await accounts.get(con.ctx, account_id)
-    _require_manage(con, account, "add services")
+    await _require_manage(con, account, "add services")
     context = await _new_context(con, account)
     context["form"] = FormState(values={"quantity": "1", "status": "active", "ipv4_mode": "none"})
     return await page(con, "services/new.html", context, account=account, section="account")
@@ -267,7 +252,7 @@ async def new_service_form(con: ConsoleDep, account_id: int) -> HTMLResponse:
 @router.post("/accounts/{account_id}/services/new")
 async def add_service(con: ConsoleDep, account_id: int) -> Response:
     account = await accounts.get(con.ctx, account_id)
-    _require_manage(con, account, "add services")
+    await _require_manage(con, account, "add services")
     values = form_values(await con.request.form())
     context = await _new_context(con, account)
     plans = {str(p.id): p for p in context["plans"]}
@@ -347,7 +332,7 @@ async def _attempt(
     beside this form's fields; the savepoint undoes whatever the attempt wrote before failing,
     so the page shows the service as it is stored."""
     service = await services.get(con.ctx, service_id)
-    _require_manage(con, await accounts.get(con.ctx, service.account_id), "change this service")
+    await _require_manage(con, await accounts.get(con.ctx, service.account_id), "change this service")
     values = form_values(await con.request.form())
     try:
         async with con.ctx.session.begin_nested():
@@ -510,7 +495,7 @@ def _update_input(values: Mapping[str, Any], out: ServiceOut, plan: Plan) -> Ser
 
 async def _edit_context(con: Console, service: Service) -> dict[str, Any]:
     account = await accounts.get(con.ctx, service.account_id)
-    _require_manage(con, account, "edit services")
+    await _require_manage(con, account, "edit services")
     plan = await catalog.get_plan(con.ctx, service.plan_id)
     out = await services.to_out(con.ctx, service)
     return {
@@ -560,7 +545,7 @@ async def delete_service_form(con: ConsoleDep, service_id: int) -> HTMLResponse:
     """What deleting removes and what it keeps, before anything is removed."""
     service = await services.get(con.ctx, service_id)
     account = await accounts.get(con.ctx, service.account_id)
-    _require_manage(con, account, "delete services")
+    await _require_manage(con, account, "delete services")
     context = {
         "account": account,
         "tab": "services",

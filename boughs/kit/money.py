@@ -6,7 +6,9 @@ lines, so money never rounds twice.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from boughs.kit.errors import InvalidInput
 
 # ISO 4217 exponents that differ from 2; everything else has two decimals.
 _EXPONENTS = {
@@ -35,3 +37,27 @@ def to_major(minor: int, currency: str) -> Decimal:
 
 def is_currency_code(code: str) -> bool:
     return len(code) == 3 and code.isalpha() and code.isupper()
+
+
+def parse_major(
+    raw: object, currency: str, field: str, *, positive: bool = False, example: str = "12.50"
+) -> int:
+    """An amount typed in major units ("12.50", "1,200") as minor units of ``currency``.
+
+    Refused on ``field`` when it is not a number, is negative (or zero with ``positive``), or
+    has more decimals than the currency: a typed amount is taken exactly, never rounded.
+    """
+    text = str(raw).replace(",", "").replace(" ", "").strip()
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise InvalidInput.on_field(field, "is not an amount", f"write it like {example}") from None
+    if not amount.is_finite() or amount < 0 or (positive and amount == 0):
+        needed = "more than zero" if positive else "zero or more"
+        raise InvalidInput.on_field(field, f"must be {needed}", f"write it like {example}")
+    places = exponent(currency)
+    if amount != amount.quantize(Decimal(1).scaleb(-places)):
+        raise InvalidInput.on_field(
+            field, f"{currency} has {places} decimal places", f"round it to {places} decimal places"
+        )
+    return to_minor(amount, currency)
