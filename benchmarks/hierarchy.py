@@ -165,6 +165,16 @@ class Raw:
         cursor = await self.conn.execute(self.q(sql), params)
         return list(await cursor.fetchall())
 
+    async def named(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        """Rows as dicts by column name."""
+        if self.engine == "sqlite":
+            async with self.conn.execute(sql, params) as cursor:
+                names = [d[0] for d in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+        cursor = await self.conn.execute(self.q(sql), params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+
     async def one(self, sql: str, *params: Any) -> Any:
         rows = await self.all(sql, *params)
         return rows[0]
@@ -266,55 +276,129 @@ async def raw_ancestors(raw: Raw, provider_id: int, account_id: int) -> list[Any
     return (await raw.all(CHAIN_SQL, account_id, provider_id))[:-1]
 
 
-# Positions in `SELECT accounts.*` (the migration's column order).
-_ID, _STATUS, _EXPIRY, _TIMEZONE = 0, 11, 12, 15
-_CURRENCY, _ADDRESS, _TAX_ID, _EMAIL = 16, 18, 19, 20
+EFFECTIVE_CHAIN_SQL = CHAIN_SQL.replace(
+    "providers.default_timezone, providers.default_currency",
+    "providers.default_timezone AS provider_timezone, providers.default_currency AS provider_currency, "
+    "providers.default_tax_rate_ppm AS provider_tax_rate_ppm, "
+    "providers.default_net_terms_days AS provider_net_terms_days",
+)
+
+
+def _marks(count: int) -> str:
+    return ", ".join(["?"] * count)
+
+
+def _nearest(chain: list[dict[str, Any]], column: str, default: Any = None) -> tuple[Any, Any]:
+    return next(((r[column], r["id"]) for r in reversed(chain) if r[column] is not None), (default, None))
 
 
 async def raw_effective(raw: Raw, provider_id: int, account_id: int) -> dict[str, Any]:
-    chain = await raw.all(CHAIN_SQL, account_id, provider_id)
-    out: dict[str, Any] = {}
-    for name, index in (("expiry_date", _EXPIRY), ("timezone", _TIMEZONE), ("currency", _CURRENCY),
-                        ("address", _ADDRESS), ("tax_id", _TAX_ID), ("email", _EMAIL)):  # fmt: skip
-        out[name] = next(((r[index], r[_ID]) for r in reversed(chain) if r[index] is not None), (None, None))
-    out["blocked"] = any(r[_STATUS] in ("suspended", "cancelled") for r in chain)
-    out["defaults"] = chain[0][-2:]
+    """What `GET /accounts/{id}/effective` answers: the chain with its provider's terms, the
+    plans offered along it, and the payment methods of its accounts (three statements)."""
+    chain = await raw.named(EFFECTIVE_CHAIN_SQL, account_id, provider_id)
+    ids = [r["id"] for r in chain]
+    plans = await raw.named(
+        "SELECT plans.id, plans.name, plans.kind, offers.account_id AS offered_to FROM plans "
+        "LEFT OUTER JOIN offers ON offers.plan_id = plans.id AND offers.provider_id = ? "
+        f"AND offers.account_id IN ({_marks(len(ids))}) "
+        "WHERE plans.provider_id = ? AND plans.retired_at IS NULL "
+        "AND (plans.public OR offers.account_id IS NOT NULL) ORDER BY plans.id",
+        provider_id, *ids, provider_id,
+    )  # fmt: skip
+    methods = await raw.named(
+        f"SELECT * FROM payment_methods WHERE provider_id = ? AND account_id IN ({_marks(len(ids))}) "
+        "ORDER BY account_id, id",
+        provider_id, *ids,
+    )  # fmt: skip
+    top = chain[0]
+    out: dict[str, Any] = {name: _nearest(chain, name) for name in (
+        "expiry_date", "billing_address", "billing_tax_id", "billing_email", "net_terms_days",
+    )}  # fmt: skip
+    out["timezone"] = _nearest(chain, "timezone", top["provider_timezone"])
+    out["currency"] = _nearest(chain, "currency", top["provider_currency"])
+    out["blocked"] = any(r["status"] in ("suspended", "cancelled") for r in chain)
+    out["tax_rate"] = next(
+        ((0 if r["tax_exempt"] else r["tax_rate_ppm"], r["id"]) for r in reversed(chain)
+         if r["tax_exempt"] or r["tax_rate_ppm"] is not None),
+        (top["provider_tax_rate_ppm"], None),
+    )  # fmt: skip
+    owner = len(chain) - 1
+    while owner > 0 and chain[owner]["invoice_mode"] == "with_parent":
+        owner -= 1
+    out["invoice_owner"] = chain[owner]["id"]
+    by_account: dict[int, list[dict[str, Any]]] = {}
+    for method in methods:
+        by_account.setdefault(method["account_id"], []).append(method)
+    payer = next((m for m in by_account.get(chain[owner]["id"], []) if m["is_default"]), None)
+    for ancestor in reversed(chain[:owner]):
+        if payer is not None:
+            break
+        shared = [m for m in by_account.get(ancestor["id"], []) if m["shared_with_children"]]
+        payer = min(shared, key=lambda m: (not m["is_default"], m["id"])) if shared else None
+    out["payment_method"] = payer
+    depth = {i: k for k, i in enumerate(ids)}
+    offers: dict[int, dict[str, Any]] = {}
+    for plan in plans:
+        known = offers.get(plan["id"])
+        if known is None or (
+            plan["offered_to"] is not None
+            and (known["offered_to"] is None or depth[plan["offered_to"]] > depth[known["offered_to"]])
+        ):
+            offers[plan["id"]] = plan
+    out["offers"] = list(offers.values())
     return out
 
 
 async def raw_move(raw: Raw, provider_id: int, account_id: int, parent_id: int) -> int:
+    """What a move does: read both accounts, the provider and (for the billing-currency
+    rule) both chains; lock the trees; rewrite the subtree's paths; close and open the
+    parent link; record the audit event; then look for expired accounts the move may
+    revive and make the subtree's services follow its accounts' blocks."""
     now = datetime.now(UTC)
     stamp = now.replace(tzinfo=None).isoformat(sep=" ") if raw.engine == "sqlite" else now
     async with raw.transaction():
-        moving = await raw.one(
-            "SELECT path, root_id, depth, parent_id FROM accounts WHERE id = ? AND provider_id = ?",
-            account_id, provider_id,
-        )  # fmt: skip
-        parent = await raw.one(
-            "SELECT path, root_id, depth FROM accounts WHERE id = ? AND provider_id = ?",
-            parent_id,
-            provider_id,
-        )
+        both = {
+            r[0]: r
+            for r in await raw.all(
+                "SELECT id, path, root_id, depth, parent_id, currency, invoice_mode FROM accounts "
+                "WHERE id IN (?, ?) AND provider_id = ?",
+                account_id, parent_id, provider_id,
+            )
+        }  # fmt: skip
+        moving, parent = both[account_id], both[parent_id]
         if raw.engine == "postgres":
-            roots = sorted({moving[1], parent[1]})
+            roots = sorted({moving[2], parent[2]})
             marks = ", ".join(["%s"] * len(roots))
             await raw.all(
                 f"SELECT id FROM accounts WHERE provider_id = %s AND id IN ({marks}) ORDER BY id FOR UPDATE",
                 provider_id, *roots,
             )  # fmt: skip
-        old_path = moving[0]
-        if parent[0].startswith(old_path):
+        old_path = moving[1]
+        if parent[1].startswith(old_path):
             raise ValueError("cycle")
-        await raw.one(
-            "SELECT max(depth) FROM accounts WHERE provider_id = ? AND path >= ? AND path < ?",
-            provider_id, old_path, upper_bound(old_path),
+        provider = await raw.one(
+            "SELECT max_account_depth, default_currency FROM providers WHERE id = ?", provider_id
+        )
+        if provider[0] is not None:
+            await raw.one(
+                "SELECT max(depth) FROM accounts WHERE provider_id = ? AND path >= ? AND path < ?",
+                provider_id, old_path, upper_bound(old_path),
+            )  # fmt: skip
+        above = sorted(
+            {int(i) for p in (old_path, parent[1]) for i in p.strip("/").split("/")} - {account_id}
+        )
+        chains = await raw.all(
+            "SELECT id, currency, invoice_mode FROM accounts "
+            f"WHERE provider_id = ? AND id IN ({_marks(len(above))})",
+            provider_id, *above,
         )  # fmt: skip
-        new_path = child_path(parent[0], account_id)
+        assert chains
+        new_path = child_path(parent[1], account_id)
         delta = new_path.count("/") - old_path.count("/")
         await raw.execute(
             "UPDATE accounts SET path = ? || substr(path, ?), depth = depth + ?, root_id = ?, updated_at = ? "
             "WHERE provider_id = ? AND path >= ? AND path < ?",
-            new_path, len(old_path) + 1, delta, parent[1], stamp,
+            new_path, len(old_path) + 1, delta, parent[2], stamp,
             provider_id, old_path, upper_bound(old_path),
         )  # fmt: skip
         await raw.execute(
@@ -335,8 +419,37 @@ async def raw_move(raw: Raw, provider_id: int, account_id: int, parent_id: int) 
         await raw.execute(
             "INSERT INTO audit_events (provider_id, actor_label, account_id, entity, entity_id, action, "
             "before, after, created_at) VALUES (?, 'bench', ?, 'account', ?, 'moved', ?, ?, ?)",
-            provider_id, account_id, str(account_id), json.dumps({"parent_id": moving[3]}),
+            provider_id, account_id, str(account_id), json.dumps({"parent_id": moving[4]}),
             json.dumps({"parent_id": parent_id}), stamp,
+        )  # fmt: skip
+        low, high = new_path, upper_bound(new_path)
+        await raw.all(
+            "SELECT id FROM accounts WHERE provider_id = ? AND path >= ? AND path < ? AND status = 'expired' "
+            "LIMIT 1",
+            provider_id, low, high,
+        )  # fmt: skip
+        ancestors = [int(i) for i in new_path.strip("/").split("/")][:-1]
+        blocked = await raw.all(
+            "SELECT id, path, status FROM accounts WHERE provider_id = ? AND path >= ? AND path < ? "
+            "AND status <> 'active' UNION ALL SELECT id, path, status FROM accounts "
+            f"WHERE id IN ({_marks(len(ancestors))}) AND provider_id = ? "
+            "AND status IN ('suspended', 'cancelled')",
+            provider_id, low, high, *ancestors, provider_id,
+        )  # fmt: skip
+        held = await raw.all(
+            "SELECT id, path FROM accounts WHERE provider_id = ? AND path >= ? AND path < ? AND "
+            + ("dunning_hold = 1" if raw.engine == "sqlite" else "dunning_hold"),
+            provider_id, low, high,
+        )  # fmt: skip
+        await raw.all(
+            "SELECT services.*, accounts.path FROM services "
+            "JOIN accounts ON accounts.id = services.account_id "
+            "WHERE accounts.provider_id = ? AND accounts.path >= ? AND accounts.path < ? "
+            "AND services.provider_id = ? "
+            "AND (services.status = 'stopped' AND services.status_reason = 'account'"
+            + (" OR services.status = 'active')" if blocked or held else ")")
+            + " ORDER BY services.id",
+            provider_id, low, high, provider_id,
         )  # fmt: skip
     return 1
 

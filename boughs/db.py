@@ -22,8 +22,10 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import NullPool
+
+from boughs.sqlite_inline import BUSY_TIMEOUT_MS, DRIVER, begin_immediate
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA cache_size=-65536")
         cursor.close()
 
@@ -81,7 +83,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         # commits in between; taking the lock at BEGIN makes writers queue instead.
         options = conn.get_execution_options()
         if options.get("boughs_write"):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            begin_immediate(conn.connection.driver_connection)
         elif not options.get("boughs_read"):
             conn.exec_driver_sql("BEGIN")
 
@@ -101,7 +103,9 @@ class Database:
             # No pre-ping: it costs a round trip per unit of work on the hottest paths;
             # recycled connections and the boundary's retry cover a restarted server.
             kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800)
-        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        # SQLite runs on the event loop's thread (see sqlite_inline).
+        engine_url = self.url.set(drivername=DRIVER) if self.is_sqlite else self.url
+        self.engine: AsyncEngine = create_async_engine(engine_url, **kwargs)
         if self.is_sqlite:
             _tune_sqlite(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -113,9 +117,7 @@ class Database:
         # ourselves); PostgreSQL reads get a pool of autocommit connections of their own.
         self._read_options: dict[str, Any] = {}
         if self.is_sqlite:
-            from boughs.sqlite_inline import DRIVER
-
-            self.read_engine = create_async_engine(self.url.set(drivername=DRIVER), **kwargs)
+            self.read_engine = create_async_engine(engine_url, **kwargs)
             _tune_sqlite(self.read_engine)
             self._read_options = {"boughs_read": True}
         else:
@@ -181,3 +183,18 @@ class Database:
 
 def after_commit(session: AsyncSession, hook: AfterCommit) -> None:
     session.info.setdefault("after_commit", []).append(hook)
+
+
+async def driver_sql(session: AsyncSession, statement: str, parameters: Any = None) -> list[Any]:
+    """Run a driver-level statement (many parameter tuples: executemany) in the session's
+    transaction; the rows it returns, if any.
+
+    ``AsyncConnection.exec_driver_sql`` insists that the driver awaits something, which
+    the inline SQLite driver never does; the session's own synchronous connection does not.
+    """
+
+    def run(sync_session: Session) -> list[Any]:
+        result = sync_session.connection().exec_driver_sql(statement, parameters)
+        return list(result) if result.returns_rows else []
+
+    return await session.run_sync(run)

@@ -1,22 +1,52 @@
-"""SQLite reads on the event loop's own thread, for the async engine.
+"""SQLite on the event loop's own thread, for the async engine.
 
-aiosqlite runs every call on a helper thread, and each hand-over costs more than a
-typical read takes. Readers never wait for locks in WAL mode, so read-only units of
-work run the standard sqlite3 driver inline instead. Writes keep aiosqlite: a writer
-may wait for the write lock, and that wait must not stall the event loop.
+aiosqlite runs every call on a helper thread, and each hand-over (four per statement)
+costs more than a typical statement takes. So units of work run the standard sqlite3
+driver inline instead. The one call that may wait is a writer's BEGIN IMMEDIATE, when
+another process holds the write lock: ``begin_immediate`` tries it at once and, while
+the lock is taken, sleeps on the event loop between tries so the loop runs on. In WAL
+mode nothing else waits: readers never block, and a writer holding the lock does not
+wait to write or to commit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import AsyncAdaptedQueuePool, Pool
+from sqlalchemy.util.concurrency import await_
 
 DRIVER = "sqlite+boughs_inline"
+# How long a writer waits for another process to release the write lock.
+BUSY_TIMEOUT_MS = 30_000
+
+
+def begin_immediate(connection: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE without stalling the event loop: while another process holds the
+    write lock, sleep on the loop between tries, as SQLite's own busy handler would
+    sleep in the thread. Call it where SQLAlchemy may await (an event of the async engine)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.001
+    connection.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # or an extended busy code
+                if not busy or time.monotonic() >= deadline:
+                    raise
+            await_(asyncio.sleep(pause))
+            pause = min(pause * 2, 0.05)
+    finally:
+        connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 class InlineCursor(sqlite3.Cursor):

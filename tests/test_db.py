@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
+from boughs import sqlite_inline
 from boughs.db import Database
 
 
@@ -31,3 +35,72 @@ async def test_sqlite_writers_of_one_process_take_turns_in_the_order_they_came(
         await db.dispose()
     # Queued in order on the process's gate, none of them polling SQLite's file lock.
     assert entered == list(range(20))
+
+
+def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    """Another process's writer, as SQLite sees it: its own connection holding the lock."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=WAL")  # as the app leaves every database it opens
+    holder.execute("CREATE TABLE scratch (written_by TEXT)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO scratch VALUES ('theirs')")
+    return holder
+
+
+async def test_a_sqlite_writer_waits_for_another_writers_lock_while_the_loop_runs_on(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "busy.sqlite3"
+    shutil.copyfile(sqlite_template, path)
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    holder = _hold_write_lock(path)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    async def writer() -> int:
+        async with db.transaction() as session:
+            await session.execute(text("INSERT INTO scratch VALUES ('ours')"))
+            return int((await session.execute(text("SELECT count(*) FROM scratch"))).scalar_one())
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        waiting = asyncio.create_task(writer())
+        await asyncio.sleep(0.2)
+        assert not waiting.done()  # still waiting for the lock
+        ticks_while_waiting = ticks
+        holder.execute("COMMIT")
+        count = await asyncio.wait_for(waiting, 10)
+    finally:
+        ticking.cancel()
+        holder.close()
+        await db.dispose()
+    # The loop ran while the writer waited (every 5 ms: far more than a stalled loop would),
+    # and the writer went on once the lock was free, seeing the other writer's row.
+    assert ticks_while_waiting >= 10
+    assert count == 2
+
+
+async def test_a_sqlite_writer_gives_up_after_the_busy_timeout(
+    sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_inline, "BUSY_TIMEOUT_MS", 100)
+    path = tmp_path / "stuck.sqlite3"
+    shutil.copyfile(sqlite_template, path)
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    holder = _hold_write_lock(path)
+    try:
+        with pytest.raises((OperationalError, sqlite3.OperationalError), match="database is locked"):
+            async with db.transaction():
+                pass
+        # Nothing is left half-open: once the other writer is done, this one can write.
+        holder.execute("COMMIT")
+        async with db.transaction() as session:
+            await session.execute(text("SELECT 1"))
+    finally:
+        holder.close()
+        await db.dispose()

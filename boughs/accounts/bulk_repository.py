@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -21,6 +22,7 @@ from sqlalchemy import Integer, Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.accounts.models import Account, AccountLink
+from boughs.db import driver_sql
 from boughs.providers.models import Provider
 
 # Rows per executemany on SQLite, and per write to the COPY stream on PostgreSQL (where
@@ -299,12 +301,17 @@ async def _sqlite_insert(
         return [tuple(flat[i : i + step]) for i in range(0, len(flat), step)]
 
     conn = await session.connection()
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert driver is not None
     whole = count // ROWS_PER_STATEMENT * ROWS_PER_STATEMENT
     chunk = max(SQLITE_CHUNK // ROWS_PER_STATEMENT, 1) * ROWS_PER_STATEMENT  # whole statements
-    # While SQLite (in the driver's thread, without the GIL) writes one chunk, this
-    # thread prepares the next.
+    # While SQLite (on a helper thread, without the GIL) writes one chunk, this thread
+    # prepares the next. One thread for all chunks: handing the connection to a different
+    # thread for each statement makes SQLite's sqlite3 module fail with "API misuse".
     running: asyncio.Future[Any] | None = None
     running_rows = 0
+    loop = asyncio.get_running_loop()
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="boughs-bulk-insert")
     try:
         for start in range(0, whole, chunk):
             end = min(start + chunk, whole)
@@ -313,7 +320,7 @@ async def _sqlite_insert(
                 await running
                 if on_rows is not None:
                     on_rows(running_rows)
-            running = asyncio.ensure_future(conn.exec_driver_sql(full_statement, params))
+            running = loop.run_in_executor(writer, driver.executemany, full_statement, params)
             running_rows = end - start
             await asyncio.sleep(0)  # let it hand the work to the driver
         if running is not None:
@@ -324,6 +331,7 @@ async def _sqlite_insert(
     finally:
         if running is not None:  # something failed here: let the write stop before rollback
             await asyncio.gather(running, return_exceptions=True)
+        writer.shutdown(wait=False)
     if whole < count:
         parts = [values[whole:count] for values in columns.values()]
         rows = [
@@ -332,7 +340,7 @@ async def _sqlite_insert(
             )
             for row in zip(*parts, strict=True)
         ]
-        await conn.exec_driver_sql(head + ", ".join([one_row] * len(rows)), tuple(chain.from_iterable(rows)))
+        await driver_sql(session, head + ", ".join([one_row] * len(rows)), tuple(chain.from_iterable(rows)))
         if on_rows is not None:
             on_rows(count - whole)
 

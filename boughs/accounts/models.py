@@ -58,6 +58,14 @@ class Account(Base):
         Index("ix_accounts_provider_id_name", "provider_id", "name"),
         # The few accounts that narrow their parents' access, found when a scope is built.
         Index("ix_accounts_parent_access_provider_id", "parent_access", "provider_id"),
+        # The few accounts held for an unpaid invoice, found in a subtree without reading it.
+        Index(
+            "ix_accounts_held",
+            "provider_id",
+            "path",
+            sqlite_where=text("dunning_hold = 1"),
+            postgresql_where=text("dunning_hold"),
+        ),
         CheckConstraint(_in("status", AccountStatus), name="status"),
         CheckConstraint(_in("invoice_mode", InvoiceMode), name="invoice_mode"),
         CheckConstraint(_in("parent_access", ParentAccess), name="parent_access"),

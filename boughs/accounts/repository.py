@@ -107,7 +107,7 @@ async def get_by_external_id(session: AsyncSession, provider_id: int, external_i
     return result.scalar_one_or_none()
 
 
-def _chain_statement() -> Select[Account, str, str]:
+def _chain_statement() -> Select[Account, Provider]:
     """The account and its ancestors in one statement: each step up is a primary-key lookup.
 
     Built once: making aliases and CTEs costs more than running the query. Parameters:
@@ -126,7 +126,7 @@ def _chain_statement() -> Select[Account, str, str]:
     parent_of = select(up.parent_id).where(up.id == steps.c.id).scalar_subquery()
     steps = steps.union_all(select(parent_of).where(steps.c.id.is_not(None)))
     return (
-        select(Account, Provider.default_timezone, Provider.default_currency)
+        select(Account, Provider)
         .join(Provider, Provider.id == Account.provider_id)
         .where(Account.id.in_(select(steps.c.id)))
         .order_by(Account.depth)
@@ -138,15 +138,22 @@ _CHAIN = _chain_statement()
 
 @dataclass(frozen=True)
 class Chain:
-    """An account with its ancestors (root first, the account last) and its provider's defaults."""
+    """An account with its ancestors (root first, the account last) and its provider."""
 
     accounts: list[Account]
-    provider_timezone: str
-    provider_currency: str
+    provider: Provider
 
     @property
     def account(self) -> Account:
         return self.accounts[-1]
+
+    @property
+    def provider_timezone(self) -> str:
+        return self.provider.default_timezone
+
+    @property
+    def provider_currency(self) -> str:
+        return self.provider.default_currency
 
 
 async def chain_of(session: AsyncSession, scope: Scope, account_id: int) -> Chain | None:
@@ -158,20 +165,24 @@ async def chain_of(session: AsyncSession, scope: Scope, account_id: int) -> Chai
     rows = (await session.execute(_CHAIN, params)).all()
     if not rows or rows[-1][0].id != account_id or not scope.covers_path(rows[-1][0].path):
         return None
-    return Chain([row[0] for row in rows], rows[0][1], rows[0][2])
+    return Chain([row[0] for row in rows], rows[0][1])
 
 
 async def chain(session: AsyncSession, account: Account) -> list[Account]:
     """The account's ancestors root first, then the account itself."""
-    ids = ids_of(account.path)[:-1]
-    if not ids:
-        return [account]
-    result = await session.execute(
-        select(Account)
-        .where(Account.provider_id == account.provider_id, Account.id.in_(ids))
-        .order_by(Account.depth)
-    )
-    return [*result.scalars(), account]
+    return (await chains(session, [account]))[0]
+
+
+async def chains(session: AsyncSession, accounts: Sequence[Account]) -> list[list[Account]]:
+    """Each account's chain (its ancestors root first, then itself), read in one statement."""
+    wanted = sorted({i for a in accounts for i in ids_of(a.path)[:-1]})
+    found: dict[int, Account] = {}
+    if wanted:
+        result = await session.execute(
+            select(Account).where(Account.provider_id == accounts[0].provider_id, Account.id.in_(wanted))
+        )
+        found = {a.id: a for a in result.scalars()}
+    return [[*(found[i] for i in ids_of(a.path)[:-1]), a] for a in accounts]
 
 
 @dataclass(frozen=True)

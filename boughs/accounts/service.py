@@ -20,7 +20,7 @@ from boughs.billing import repository as invoices_repository
 from boughs.billing.models import PaymentMethod
 from boughs.context import Ctx
 from boughs.kit.clock import local_date
-from boughs.kit.errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
+from boughs.kit.errors import BoughsError, Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
 from boughs.kit.pagination import PageOf, check_limit, decode_cursor, id_cursor, not_this_list, page_of
 from boughs.kit.paths import child_path, ids_of
 from boughs.kit.periods import add_period
@@ -64,12 +64,16 @@ async def _referenced_parent(ctx: Ctx, parent_id: int) -> Account:
     """A parent named in a request body: unknown and out-of-scope look the same."""
     parent = await repository.get(ctx.session, await scope_of(ctx), parent_id)
     if parent is None:
-        raise InvalidInput.on_field(
-            "parent_id",
-            f"there is no account {parent_id}",
-            "give the id of an existing account you can manage, or null for top level",
-        )
+        raise _unknown_parent(parent_id)
     return parent
+
+
+def _unknown_parent(parent_id: int) -> BoughsError:
+    return InvalidInput.on_field(
+        "parent_id",
+        f"there is no account {parent_id}",
+        "give the id of an existing account you can manage, or null for top level",
+    )
 
 
 async def _lock_trees(ctx: Ctx, *accounts: Account | None) -> None:
@@ -352,13 +356,12 @@ async def effective(ctx: Ctx, account_id: int) -> dict[str, Any]:
 
     found = await _chain(ctx, account_id)
     offers = await catalog.offers_of(ctx, found.accounts)
-    provider = await providers.get(ctx.session, ctx.provider_id)
     methods = await billing_repository.methods_for_accounts(
         ctx.session, ctx.provider_id, [a.id for a in found.accounts]
     )
     return effective_of(
         found.accounts, found.provider_timezone, found.provider_currency, ctx.now(), offers,
-        provider=provider, methods=methods,
+        provider=found.provider, methods=methods,
     )  # fmt: skip
 
 
@@ -456,12 +459,20 @@ def require_agreements(account: Account) -> None:
 
 
 async def move(ctx: Ctx, account_id: int, parent_id: int | None) -> Account:
-    account = await get(ctx, account_id)
+    scope = await scope_of(ctx)
+    both = {a.id: a for a in await repository.get_many(ctx.session, scope, [account_id, parent_id or 0])}
+    account = both.get(account_id)
+    if account is None:
+        raise not_found(account_id)
     await require(ctx, account.path, Permission.manage_accounts, "move this account")
-    parent = await _referenced_parent(ctx, parent_id) if parent_id is not None else None
+    parent = None
+    if parent_id is not None:
+        parent = both.get(parent_id)
+        if parent is None:
+            raise _unknown_parent(parent_id)
     if parent is not None:
         await require(ctx, parent.path, Permission.manage_accounts, "move accounts under this parent")
-    elif not (await scope_of(ctx)).allows("", Permission.manage_provider):
+    elif not scope.allows("", Permission.manage_provider):
         raise InvalidInput.on_field(
             "parent_id",
             "only provider staff can move an account to the top level",
@@ -485,13 +496,12 @@ async def move(ctx: Ctx, account_id: int, parent_id: int | None) -> Account:
         _check_depth(provider, deepest - account.depth + new_depth)
     # An account that keeps its own currency keeps it, and so does everything below it.
     if account.currency is None or account.invoice_mode == InvoiceMode.with_parent.value:
+        found = await repository.chains(ctx.session, [account, parent] if parent else [account])
         await _check_billing_currency(
             ctx, account, invoice_mode=account.invoice_mode, currency=account.currency,
-            parent_chain=await repository.chain(ctx.session, parent) if parent else [],
+            parent_chain=found[1] if parent else [],
             provider_currency=provider.default_currency, fields=["parent_id"],
-            was=_currency_of(await repository.chain(ctx.session, account), provider.default_currency)
-            if account.currency is None
-            else None,
+            was=_currency_of(found[0], provider.default_currency) if account.currency is None else None,
         )  # fmt: skip
 
     now = ctx.now()

@@ -6,7 +6,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, delete, false, func, or_, select, true
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    false,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.accounts.models import Account
@@ -167,32 +179,45 @@ async def plan_available(
     return result.first() is not None
 
 
+def _available_plans_statement() -> Select[Plan, int | None]:
+    """Each live plan that is public or offered along a chain, with every offer of it
+    along the chain. Built once; parameters ``provider_id`` and ``chain_ids``."""
+    chain_ids: BindParameter[list[int]] = bindparam("chain_ids", expanding=True)
+    offered = and_(
+        Offer.plan_id == Plan.id,
+        Offer.provider_id == bindparam("provider_id"),
+        Offer.account_id.in_(chain_ids),
+    )
+    return (
+        select(Plan, Offer.account_id)
+        .outerjoin(Offer, offered)
+        .where(
+            Plan.provider_id == bindparam("provider_id"),
+            Plan.retired_at.is_(None),
+            or_(Plan.public.is_(True), Offer.account_id.is_not(None)),
+        )
+        .order_by(Plan.id)
+    )
+
+
+_AVAILABLE_PLANS = _available_plans_statement()
+
+
 async def available_plans(
     session: AsyncSession, provider_id: int, chain_ids: Sequence[int]
 ) -> list[tuple[Plan, int | None]]:
     """Live plans available to the account at the end of the chain, each with the nearest
     account of the chain that was offered it (None for a public plan offered nowhere on it)."""
-    plans = await session.execute(
-        select(Plan)
-        .where(
-            Plan.provider_id == provider_id,
-            Plan.retired_at.is_(None),
-            plans_available_to(provider_id, chain_ids),
-        )
-        .order_by(Plan.id)
-    )
-    rows = list(plans.scalars())
-    offers = await session.execute(
-        select(Offer.plan_id, Offer.account_id).where(
-            Offer.provider_id == provider_id, Offer.account_id.in_(chain_ids)
-        )
-    )
+    rows = await session.execute(_AVAILABLE_PLANS, {"provider_id": provider_id, "chain_ids": list(chain_ids)})
     depth = {account_id: i for i, account_id in enumerate(chain_ids)}
-    nearest: dict[int, int] = {}
-    for plan_id, account_id in offers.all():
-        if plan_id not in nearest or depth[account_id] > depth[nearest[plan_id]]:
-            nearest[plan_id] = account_id
-    return [(plan, nearest.get(plan.id)) for plan in rows]
+    plans: dict[int, Plan] = {}
+    nearest: dict[int, int | None] = {}
+    for plan, account_id in rows.all():
+        plans[plan.id] = plan
+        known = nearest.get(plan.id)
+        if known is None or (account_id is not None and depth[account_id] > depth[known]):
+            nearest[plan.id] = account_id
+    return [(plan, nearest[plan_id]) for plan_id, plan in plans.items()]
 
 
 async def get_offer(session: AsyncSession, plan_id: int, account_id: int) -> Offer | None:

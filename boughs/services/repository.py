@@ -260,17 +260,24 @@ async def non_active_accounts_in_subtree_or_blocking_ancestors(
     subtree_blocking: Sequence[str],
 ) -> list[tuple[int, str, str]]:
     """(id, path, status) of the non-active accounts of the subtree at ``path``, and of
-    those ``ancestor_ids`` whose status is one of ``subtree_blocking``."""
-    result = await session.execute(
-        select(Account.id, Account.path, Account.status).where(
-            Account.provider_id == provider_id,
-            Account.status != AccountStatus.active.value,
-            or_(
-                in_subtree(path),
-                and_(Account.id.in_(ancestor_ids), Account.status.in_(subtree_blocking)),
-            ),
-        )
+    those ``ancestor_ids`` whose status is one of ``subtree_blocking``.
+
+    Two statements joined by UNION ALL rather than one with OR: each half is then a range
+    of the subtree index or primary-key lookups, where an OR lets a planner with
+    statistics choose to read every account of the provider.
+    """
+    inside = select(Account.id, Account.path, Account.status).where(
+        Account.provider_id == provider_id, in_subtree(path), Account.status != AccountStatus.active.value
     )
+    statement = inside
+    if ancestor_ids:
+        above = select(Account.id, Account.path, Account.status).where(
+            Account.id.in_(ancestor_ids),
+            Account.provider_id == provider_id,
+            Account.status.in_(subtree_blocking),
+        )
+        statement = inside.union_all(above)  # type: ignore[assignment]
+    result = await session.execute(statement)
     return [(row[0], row[1], row[2]) for row in result.all()]
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.accounts.models import Account, AccountLink
 from boughs.authz.scope import Scope
+from boughs.db import driver_sql
 from boughs.kit.types import storable_id
 from boughs.services.models import Service, ServiceStatus
 from boughs.usage.models import (
@@ -299,7 +300,6 @@ async def insert_new_events(session: AsyncSession, provider_id: int, events: lis
         columns["properties"] = [None if p is None else json.dumps(p) for p in columns["properties"]]
         columns["provider_id"] = provider_id
         return set((await session.execute(_PG_INSERT_EVENTS, columns)).scalars())
-    connection = await session.connection()
     text_of = _SqliteTimes()
     stored: set[str] = set()
     row = "(" + ", ".join(["?"] * (len(NewEvent._fields) + 1)) + ")"
@@ -311,13 +311,14 @@ async def insert_new_events(session: AsyncSession, provider_id: int, events: lis
                 text_of(e.occurred_at), text_of(e.received_at), e.fingerprint, int(e.late),
                 None if e.properties is None else json.dumps(e.properties),
             )  # fmt: skip
-        result = await connection.exec_driver_sql(
+        rows = await driver_sql(
+            session,
             f"INSERT INTO usage_events (provider_id, {', '.join(NewEvent._fields)}) "
             f"VALUES {', '.join([row] * len(part))} "
             "ON CONFLICT (provider_id, event_key) DO NOTHING RETURNING event_key",
             tuple(flat),
         )
-        stored.update(key for (key,) in result)
+        stored.update(key for (key,) in rows)
     return stored
 
 
@@ -353,8 +354,8 @@ async def add_to_rollups(session: AsyncSession, provider_id: int, deltas: list[R
         await session.execute(_PG_ADD_TO_ROLLUPS, {**columns, "provider_id": provider_id})
         return
     text_of = _SqliteTimes()
-    connection = await session.connection()
-    await connection.exec_driver_sql(
+    await driver_sql(
+        session,
         _SQLITE_ADD_TO_ROLLUPS,
         [
             (
