@@ -36,8 +36,10 @@ sum of its lines, and Boughs's invoice totals equal to the floor's, owner by own
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import socket
 import sqlite3
 import subprocess
@@ -895,7 +897,10 @@ async def boughs_in_process(engine: Engine, world: World) -> tuple[float, int, i
     db = Database(engine.url)
     clock = SystemClock()
     statements = _profile_statements(db) if os.environ.get("BOUGHS_BENCH_SQL_PROFILE") == "1" else None
+    python_profile = cProfile.Profile() if os.environ.get("BOUGHS_BENCH_PY_PROFILE") == "1" else None
     try:
+        if python_profile is not None:
+            python_profile.enable()
         since = clock.now()
         started = time.perf_counter()
         run = await _start_run(db, world)
@@ -920,6 +925,11 @@ async def boughs_in_process(engine: Engine, world: World) -> tuple[float, int, i
         seconds = time.perf_counter() - started
         if statements is not None:
             _print_statements(statements, seconds)
+        if python_profile is not None:
+            python_profile.disable()
+            pstats.Stats(python_profile).sort_stats(
+                os.environ.get("BOUGHS_BENCH_PY_SORT", "tottime")
+            ).print_stats(os.environ.get("BOUGHS_BENCH_PY_FILTER", ""), 30)
         done = await _bill_run(db, run.id)
         if done.status != BillRunStatus.succeeded.value:
             raise RuntimeError(f"bill run {run.id} is {done.status}: {done.error}")

@@ -10,6 +10,7 @@ under them, need the history; every other account keeps its parent for the whole
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -278,11 +279,8 @@ class Engine:
         placement = Placement(accounts, links, moved)
         self.meters = await repo.meters_by_code(s, self.provider.id)
 
-        relevant = [
-            a
-            for a in accounts.values()
-            if a.path.startswith(tuple(accounts[r].path for r in roots)) or a.id in moved
-        ]
+        root_paths = tuple(accounts[r].path for r in roots)
+        relevant = [a for a in accounts.values() if a.path.startswith(root_paths) or a.id in moved]
         relevant_ids = sorted({a.id for a in relevant})
         # Who owes what, piece by piece: (account, start, end, chain) per owner in this slice.
         pieces: dict[int, list[tuple[int, datetime, datetime, tuple[int, ...]]]] = defaultdict(list)
@@ -975,6 +973,37 @@ def line_rows(provider_id: int, invoice_id: int, lines: Iterable[Line]) -> list[
         }
         for position, ln in enumerate(lines, start=1)
     ]
+
+
+def line_columns(invoices: Iterable[tuple[int, Sequence[Line]]]) -> dict[str, list[Any]]:
+    """The lines of many invoices (id, lines) column by column, for a bulk write: dates as
+    ISO text and details as JSON text, which both engines store as given."""
+    columns: dict[str, list[Any]] = {name: [] for name in LINE_COLUMNS}
+    (invoice_ids, positions, kinds, account_ids, service_ids, plan_ids, meter_codes, descriptions,
+     starts, ends, quantities, unit_prices, amounts, details) = columns.values()  # fmt: skip
+    for invoice_id, lines in invoices:
+        for position, ln in enumerate(lines, start=1):
+            invoice_ids.append(invoice_id)
+            positions.append(position)
+            kinds.append(ln.kind)
+            account_ids.append(ln.account_id)
+            service_ids.append(ln.service_id)
+            plan_ids.append(ln.plan_id)
+            meter_codes.append(ln.meter_code)
+            descriptions.append(ln.description)
+            starts.append(ln.period_start.isoformat())
+            ends.append(ln.period_end.isoformat())
+            quantities.append(_plain(ln.quantity))
+            unit_prices.append(_plain(ln.unit_price))
+            amounts.append(ln.amount)
+            details.append(json.dumps(ln.details))
+    return columns
+
+
+LINE_COLUMNS = (
+    "invoice_id", "position", "kind", "account_id", "service_id", "plan_id", "meter_code", "description",
+    "period_start", "period_end", "quantity", "unit_price", "amount", "details",
+)  # fmt: skip
 
 
 def _plain(value: Decimal) -> str:

@@ -11,6 +11,7 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, Select, Table, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from boughs.accounts import bulk_repository as bulk
 from boughs.accounts.models import Account, AccountLink
 from boughs.accounts.repository import in_subtree
 from boughs.authz.scope import Scope
@@ -513,6 +514,13 @@ async def delete_lines(session: AsyncSession, invoice_id: int) -> None:
 async def insert_lines(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
         await session.execute(insert(LINES), rows)
+
+
+async def insert_line_columns(session: AsyncSession, provider_id: int, columns: dict[str, list[Any]]) -> None:
+    """Many invoices' lines given column by column (see ``engine.line_columns``), in bulk:
+    COPY on PostgreSQL, multi-row inserts on SQLite."""
+    if columns and any(columns.values()):
+        await bulk.insert_columns(session, LINES, columns, constants={"provider_id": provider_id})
 
 
 _NEXT_INVOICE_IDS = text(

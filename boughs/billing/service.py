@@ -173,10 +173,8 @@ async def _write_many(
     if not items:
         return
     ids = await repo.insert_invoices(ctx.session, [_invoice_row(ctx, run_id, item, status) for item in items])
-    lines: list[dict[str, Any]] = []
-    for item in items:
-        lines += engine.line_rows(ctx.provider_id, ids[item.owner_account_id], item.lines)
-    await repo.insert_lines(ctx.session, lines)
+    lines = engine.line_columns((ids[item.owner_account_id], item.lines) for item in items)
+    await repo.insert_line_columns(ctx.session, ctx.provider_id, lines)
 
 
 async def _write(ctx: Ctx, run_id: int | None, item: engine.Rated, status: InvoiceStatus) -> Invoice:
