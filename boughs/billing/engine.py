@@ -566,18 +566,28 @@ class Engine:
             meter = self.meters[code]
             service_requests: dict[tuple[datetime, datetime], set[int]] = defaultdict(set)
             account_requests: dict[tuple[datetime, datetime], set[int]] = defaultdict(set)
+            # Ingest adds every event to its account's rollup and, when it names a service, to
+            # that service's too. So an account's rollup holds all of its usage, and for an
+            # account with a single service it is exactly what that service is billed for:
+            # the service's own usage plus what was reported on the account itself. Only
+            # accounts with several services need their services' rollups read as well.
             for _owner, account_id, a, b, sv, _plan, _charge, _meter, first in items:
+                alone = len(by_account.get(account_id, ())) == 1
                 if meter.aggregation in ADDITIVE:
-                    service_requests[(a, b)].add(sv.id)
                     if first:
                         account_requests[(a, b)].add(account_id)
-                        service_requests[(a, b)].update(x.id for x in by_account.get(account_id, []))
+                    if not alone:
+                        service_requests[(a, b)].add(sv.id)
+                        if first:
+                            service_requests[(a, b)].update(x.id for x in by_account.get(account_id, []))
                 elif first:
                     account_requests[(a, b)].add(account_id)
             by_service = await self._measure(meter, "service", service_requests)
             by_acct = await self._measure(meter, "account", account_requests)
             for owner, account_id, a, b, sv, plan, charge, _meter, first in items:
-                if meter.aggregation in ADDITIVE:
+                if meter.aggregation in ADDITIVE and len(by_account.get(account_id, ())) == 1:
+                    steps = by_acct.get((account_id, a, b), 0)
+                elif meter.aggregation in ADDITIVE:
                     steps = by_service.get((sv.id, a, b), 0)
                     if first:
                         # Usage reported on the account itself, not on one of its services.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import func, select
@@ -475,3 +476,46 @@ async def test_a_second_office_pays_its_own_bill_on_the_parents_shared_card(
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
     html = (await client.get(f"{API}/invoices/{own['id']}.html")).text
     assert "Warehouse office" in html and "4242" in html and "9 Yard Lane" in html
+
+
+async def test_usage_reported_on_the_account_itself_is_billed_with_its_first_service(
+    client: httpx.AsyncClient, settings: Settings, db: Database, clock: FrozenClock, ctx_factory
+) -> None:
+    from boughs.catalog.schemas import UsageCharge
+    from tests.usage.support import event, new_meter, send
+
+    async with ctx_factory() as ctx:
+        await new_meter(ctx, "data.mb", unit="MB")
+        charge = UsageCharge(meter="data.mb", model="per_unit", unit_price="0.10")
+        plan = await new_plan(ctx, 1_000, usage_charges=[charge])
+        home = await new_account(ctx, "Home")  # one service
+        home_line = await new_service(ctx, home, plan, JAN1)
+        office = await new_account(ctx, "Office")  # two services
+        desk = await new_service(ctx, office, plan, JAN1)
+        lobby = await new_service(ctx, office, plan, JAN1)
+        at = "2026-01-10T10:00:00Z"
+        await send(
+            ctx,
+            [
+                event("h-service", "40", at, meter="data.mb", service_id=home_line),
+                event("h-account", "2", at, meter="data.mb", account_id=home),
+                event("o-desk", "10", at, meter="data.mb", service_id=desk),
+                event("o-lobby", "20", at, meter="data.mb", service_id=lobby),
+                event("o-account", "5", at, meter="data.mb", account_id=office),
+            ],
+        )
+    clock.set(datetime(2026, 2, 1, 9, 0, tzinfo=UTC))
+    await bill_run(client, settings, db, clock, "2026-01-31")
+
+    def usage(invoice: dict[str, Any]) -> list[tuple[int, str, int]]:
+        return [
+            (ln["service_id"], ln["quantity"], ln["amount"])
+            for ln in invoice["lines"]
+            if ln["kind"] == "usage"
+        ]
+
+    [home_invoice] = await invoices_of(client, home)
+    [office_invoice] = await invoices_of(client, office)
+    # The account's own usage goes with its first service; nothing is billed twice.
+    assert usage(home_invoice) == [(home_line, "42", 420)]
+    assert sorted(usage(office_invoice)) == [(desk, "15", 150), (lobby, "20", 200)]
