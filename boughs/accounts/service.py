@@ -460,7 +460,8 @@ def require_agreements(account: Account) -> None:
 
 async def move(ctx: Ctx, account_id: int, parent_id: int | None) -> Account:
     scope = await scope_of(ctx)
-    both = {a.id: a for a in await repository.get_many(ctx.session, scope, [account_id, parent_id or 0])}
+    wanted = [account_id] if parent_id is None else [account_id, parent_id]
+    both = {a.id: a for a in await repository.get_many(ctx.session, scope, wanted)}
     account = both.get(account_id)
     if account is None:
         raise not_found(account_id)

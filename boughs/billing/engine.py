@@ -571,12 +571,12 @@ class Engine:
             # account with a single service it is exactly what that service is billed for:
             # the service's own usage plus what was reported on the account itself. Only
             # accounts with several services need their services' rollups read as well.
+            alone = {item[1] for item in items if len(by_account.get(item[1], ())) == 1}
             for _owner, account_id, a, b, sv, _plan, _charge, _meter, first in items:
-                alone = len(by_account.get(account_id, ())) == 1
                 if meter.aggregation in ADDITIVE:
                     if first:
                         account_requests[(a, b)].add(account_id)
-                    if not alone:
+                    if account_id not in alone:
                         service_requests[(a, b)].add(sv.id)
                         if first:
                             service_requests[(a, b)].update(x.id for x in by_account.get(account_id, []))
@@ -585,7 +585,7 @@ class Engine:
             by_service = await self._measure(meter, "service", service_requests)
             by_acct = await self._measure(meter, "account", account_requests)
             for owner, account_id, a, b, sv, plan, charge, _meter, first in items:
-                if meter.aggregation in ADDITIVE and len(by_account.get(account_id, ())) == 1:
+                if meter.aggregation in ADDITIVE and account_id in alone:
                     steps = by_acct.get((account_id, a, b), 0)
                 elif meter.aggregation in ADDITIVE:
                     steps = by_service.get((sv.id, a, b), 0)
@@ -960,29 +960,6 @@ def _period_holding(day: date, anchor_day: int) -> tuple[date, date]:
             return found
         end += DAY
     raise ValueError(f"no billing period holds {day}")
-
-
-def line_rows(provider_id: int, invoice_id: int, lines: Iterable[Line]) -> list[dict[str, Any]]:
-    return [
-        {
-            "provider_id": provider_id,
-            "invoice_id": invoice_id,
-            "position": position,
-            "kind": ln.kind,
-            "account_id": ln.account_id,
-            "service_id": ln.service_id,
-            "plan_id": ln.plan_id,
-            "meter_code": ln.meter_code,
-            "description": ln.description,
-            "period_start": ln.period_start,
-            "period_end": ln.period_end,
-            "quantity": _plain(ln.quantity),
-            "unit_price": _plain(ln.unit_price),
-            "amount": ln.amount,
-            "details": ln.details,
-        }
-        for position, ln in enumerate(lines, start=1)
-    ]
 
 
 def line_columns(invoices: Iterable[tuple[int, Sequence[Line]]]) -> dict[str, list[Any]]:

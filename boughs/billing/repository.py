@@ -511,14 +511,9 @@ async def delete_lines(session: AsyncSession, invoice_id: int) -> None:
     await session.execute(delete(InvoiceLine).where(InvoiceLine.invoice_id == invoice_id))
 
 
-async def insert_lines(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(insert(LINES), rows)
-
-
-async def insert_line_columns(session: AsyncSession, provider_id: int, columns: dict[str, list[Any]]) -> None:
-    """Many invoices' lines given column by column (see ``engine.line_columns``), in bulk:
-    COPY on PostgreSQL, multi-row inserts on SQLite."""
+async def insert_lines(session: AsyncSession, provider_id: int, columns: dict[str, list[Any]]) -> None:
+    """Invoice lines given column by column (see ``engine.line_columns``), in bulk: COPY on
+    PostgreSQL, multi-row inserts on SQLite."""
     if columns and any(columns.values()):
         await bulk.insert_columns(session, LINES, columns, constants={"provider_id": provider_id})
 

@@ -174,7 +174,7 @@ async def _write_many(
         return
     ids = await repo.insert_invoices(ctx.session, [_invoice_row(ctx, run_id, item, status) for item in items])
     lines = engine.line_columns((ids[item.owner_account_id], item.lines) for item in items)
-    await repo.insert_line_columns(ctx.session, ctx.provider_id, lines)
+    await repo.insert_lines(ctx.session, ctx.provider_id, lines)
 
 
 async def _write(ctx: Ctx, run_id: int | None, item: engine.Rated, status: InvoiceStatus) -> Invoice:
@@ -198,7 +198,7 @@ async def _write(ctx: Ctx, run_id: int | None, item: engine.Rated, status: Invoi
     _fill(invoice, item)
     ctx.session.add(invoice)
     await ctx.session.flush()
-    await repo.insert_lines(ctx.session, engine.line_rows(ctx.provider_id, invoice.id, item.lines))
+    await repo.insert_lines(ctx.session, ctx.provider_id, engine.line_columns([(invoice.id, item.lines)]))
     return invoice
 
 
@@ -335,7 +335,7 @@ async def _recalculate(ctx: Ctx, invoice: Invoice) -> engine.Rated:
         )
     _fill(invoice, item)
     invoice.updated_at = ctx.now()
-    await repo.insert_lines(ctx.session, engine.line_rows(ctx.provider_id, invoice.id, item.lines))
+    await repo.insert_lines(ctx.session, ctx.provider_id, engine.line_columns([(invoice.id, item.lines)]))
     await ctx.session.flush()
     return item
 

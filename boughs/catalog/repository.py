@@ -211,13 +211,13 @@ async def available_plans(
     rows = await session.execute(_AVAILABLE_PLANS, {"provider_id": provider_id, "chain_ids": list(chain_ids)})
     depth = {account_id: i for i, account_id in enumerate(chain_ids)}
     plans: dict[int, Plan] = {}
-    nearest: dict[int, int | None] = {}
-    for plan, account_id in rows.all():
+    nearest: dict[int, int] = {}
+    for plan, offered_to in rows.all():
         plans[plan.id] = plan
         known = nearest.get(plan.id)
-        if known is None or (account_id is not None and depth[account_id] > depth[known]):
-            nearest[plan.id] = account_id
-    return [(plan, nearest[plan_id]) for plan_id, plan in plans.items()]
+        if offered_to is not None and (known is None or depth[offered_to] > depth[known]):
+            nearest[plan.id] = offered_to
+    return [(plan, nearest.get(plan_id)) for plan_id, plan in plans.items()]
 
 
 async def get_offer(session: AsyncSession, plan_id: int, account_id: int) -> Offer | None:

@@ -269,15 +269,10 @@ async def non_active_accounts_in_subtree_or_blocking_ancestors(
     inside = select(Account.id, Account.path, Account.status).where(
         Account.provider_id == provider_id, in_subtree(path), Account.status != AccountStatus.active.value
     )
-    statement = inside
-    if ancestor_ids:
-        above = select(Account.id, Account.path, Account.status).where(
-            Account.id.in_(ancestor_ids),
-            Account.provider_id == provider_id,
-            Account.status.in_(subtree_blocking),
-        )
-        statement = inside.union_all(above)  # type: ignore[assignment]
-    result = await session.execute(statement)
+    above = select(Account.id, Account.path, Account.status).where(
+        Account.id.in_(ancestor_ids), Account.provider_id == provider_id, Account.status.in_(subtree_blocking)
+    )
+    result = await session.execute(inside.union_all(above) if ancestor_ids else inside)
     return [(row[0], row[1], row[2]) for row in result.all()]
 
 
