@@ -121,7 +121,9 @@ class Database:
             _tune_sqlite(self.read_engine)
             self._read_options = {"boughs_read": True}
         else:
-            self.read_engine = create_async_engine(self.url, isolation_level="AUTOCOMMIT", **kwargs)
+            # Autocommit connections never hold a transaction, so the pool has none to reset.
+            read_kwargs = {**kwargs, "pool_reset_on_return": None}
+            self.read_engine = create_async_engine(self.url, isolation_level="AUTOCOMMIT", **read_kwargs)
         self.read_sessionmaker = async_sessionmaker(self.read_engine, expire_on_commit=False)
         # SQLite takes one writer at a time. Writers of this process queue here, in order,
         # rather than polling the file lock with backoff (which starves some of them);
@@ -146,17 +148,17 @@ class Database:
     @asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
         """A unit of work: commit on success, roll back on error, then after-commit hooks."""
-        makers = self.sessionmaker if write else self.read_sessionmaker
-        gate = self._write_gate() if write else None
-        async with makers() as session:
+        if not write:
+            async with self._read() as session:
+                yield session
+            return
+        gate = self._write_gate()
+        async with self.sessionmaker() as session:
             session.info["after_commit"] = []
             if gate is not None:
                 await gate.acquire()
             try:
-                if write:
-                    await session.connection(execution_options={"boughs_write": True})
-                elif self._read_options:
-                    await session.connection(execution_options=self._read_options)
+                await session.connection(execution_options={"boughs_write": True})
                 try:
                     yield session
                     await session.commit()
@@ -166,19 +168,32 @@ class Database:
             finally:
                 if gate is not None:
                     gate.release()
-            hooks: list[AfterCommit] = session.info["after_commit"]
-            for hook in hooks:
-                try:
-                    result = hook()
-                    if hasattr(result, "__await__"):
-                        await result
-                except Exception:  # the commit stands; a lost hook is recovered by the scheduler
-                    log.exception("after-commit hook failed")
+            await _run_hooks(session.info["after_commit"])
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only unit of work: it holds no transaction, so there is nothing to commit."""
+        async with self.read_sessionmaker() as session:
+            session.info["after_commit"] = []
+            if self._read_options:
+                await session.connection(execution_options=self._read_options)
+            yield session
+        await _run_hooks(session.info["after_commit"])
 
     async def dispose(self) -> None:
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
+
+
+async def _run_hooks(hooks: list[AfterCommit]) -> None:
+    for hook in hooks:
+        try:
+            result = hook()
+            if hasattr(result, "__await__"):
+                await result
+        except Exception:  # the commit stands; a lost hook is recovered by the scheduler
+            log.exception("after-commit hook failed")
 
 
 def after_commit(session: AsyncSession, hook: AfterCommit) -> None:

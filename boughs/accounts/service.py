@@ -332,8 +332,10 @@ async def _chain(ctx: Ctx, account_id: int) -> repository.Chain:
 async def ancestors(ctx: Ctx, account_id: int) -> list[Account]:
     """Root first. Ancestors outside the actor's scope are not shown."""
     scope = await scope_of(ctx)
-    found = await _chain(ctx, account_id)
-    return [a for a in found.accounts[:-1] if scope.covers_path(a.path)]
+    found = await repository.ancestry_of(ctx.session, scope, account_id)
+    if found is None:
+        raise not_found(account_id)
+    return [a for a in found[:-1] if scope.covers_path(a.path)]
 
 
 async def subtree_summary(ctx: Ctx, account_id: int) -> SubtreeSummary:
