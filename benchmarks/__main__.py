@@ -68,6 +68,12 @@ def main() -> None:
         help="usage: concurrent HTTP clients (default 4); env BOUGHS_BENCH_USAGE_CLIENTS",
     )
     parser.add_argument(
+        "--usage-processes",
+        type=int,
+        default=_env_int("BOUGHS_BENCH_USAGE_PROCESSES", defaults.processes),
+        help="usage: `boughs serve --processes` (default one per core); env BOUGHS_BENCH_USAGE_PROCESSES",
+    )
+    parser.add_argument(
         "--billing-parents",
         type=int,
         default=_env_int("BOUGHS_BENCH_BILLING_PARENTS", bill.parents),
@@ -125,6 +131,7 @@ def main() -> None:
                 levels=args.usage_levels,
                 events=args.usage_events,
                 clients=args.usage_clients,
+                processes=args.usage_processes,
                 repeat=args.repeat,
             )
             extra.update(asyncio.run(usage.run(report, sizes=sizes, postgres_url=postgres)))

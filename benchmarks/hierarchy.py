@@ -396,9 +396,10 @@ async def raw_move(raw: Raw, provider_id: int, account_id: int, parent_id: int) 
         new_path = child_path(parent[1], account_id)
         delta = new_path.count("/") - old_path.count("/")
         await raw.execute(
-            "UPDATE accounts SET path = ? || substr(path, ?), depth = depth + ?, root_id = ?, updated_at = ? "
-            "WHERE provider_id = ? AND path >= ? AND path < ?",
-            new_path, len(old_path) + 1, delta, parent[2], stamp,
+            "UPDATE accounts SET path = ? || substr(path, ?), depth = depth + ?, root_id = ?, "
+            "chain_since = CASE WHEN chain_since IS NULL OR chain_since < ? THEN ? ELSE chain_since END, "
+            "updated_at = ? WHERE provider_id = ? AND path >= ? AND path < ?",
+            new_path, len(old_path) + 1, delta, parent[2], stamp, stamp, stamp,
             provider_id, old_path, upper_bound(old_path),
         )  # fmt: skip
         await raw.execute(

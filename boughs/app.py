@@ -108,3 +108,13 @@ def create_app(
         return {"status": "ok"}
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one of several `boughs serve --processes` processes, configured from the
+    environment like the first (which checked the schema)."""
+    from boughs.middleware import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings, check_schema=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import threading
@@ -76,6 +77,10 @@ def serve(
             help="Run job workers in this process (default: yes unless BOUGHS_BROKER_URL is set).",
         ),
     ] = None,
+    processes: Annotated[
+        int,
+        typer.Option(min=1, max=64, help="Server processes sharing the port: one per core uses them all."),
+    ] = 1,
 ) -> None:
     """Serve the API and console."""
     import uvicorn
@@ -86,9 +91,21 @@ def serve(
     settings = get_settings()
     configure_logging(settings.log_level)
     require_current_schema(settings)
-    application = create_app(settings, check_schema=False, run_jobs=workers)
-    console.print(f"Boughs is serving on http://{host}:{port}  (API docs: /api/docs)")
-    uvicorn.run(application, host=host, port=port, log_config=None, proxy_headers=True)
+    console.print(
+        f"Boughs is serving on http://{host}:{port}  (API docs: /api/docs)"
+        + (f", {processes} processes" if processes > 1 else "")
+    )
+    if processes == 1:
+        application = create_app(settings, check_schema=False, run_jobs=workers)
+        uvicorn.run(application, host=host, port=port, log_config=None, proxy_headers=True)
+        return
+    # Each process builds its own app (and, embedded, its own workers) from the environment.
+    if workers is not None:
+        os.environ["BOUGHS_EMBEDDED_WORKER"] = "1" if workers else "0"
+    uvicorn.run(
+        "boughs.app:app_from_environment", factory=True, workers=processes,
+        host=host, port=port, log_config=None, proxy_headers=True,
+    )  # fmt: skip
 
 
 @db_app.command("upgrade")

@@ -28,7 +28,16 @@ from boughs.services.models import (
     ServiceScheduledChange,
     ServiceStatusChange,
 )
-from boughs.usage.models import CapAlert, CapUsage, Meter, TopUp, UsageEvent, UsageRollup, UsageUniqueValue
+from boughs.usage.models import (
+    CapAlert,
+    CapUsage,
+    Meter,
+    TopUp,
+    UsageBatch,
+    UsageEvent,
+    UsageRollup,
+    UsageUniqueValue,
+)
 
 # Ids are never reused: history (parent links, audit events, billed periods) names
 # accounts and users by id long after they are deleted, so SQLite must not hand a
@@ -73,6 +82,7 @@ __all__ = [
     "ServiceScheduledChange",
     "ServiceStatusChange",
     "TopUp",
+    "UsageBatch",
     "UsageEvent",
     "UsageRollup",
     "UsageUniqueValue",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -89,3 +90,62 @@ def test_serve_end_to_end_with_embedded_jobs(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_serve_on_several_processes_folds_usage_with_their_workers(tmp_path: Path) -> None:
+    database = tmp_path / "boughs.sqlite3"
+    env = {**os.environ, "BOUGHS_DATABASE_URL": f"sqlite:///{database}"}
+    env.pop("BOUGHS_BROKER_URL", None)
+    _boughs(env, "db", "upgrade")
+    _boughs(env, "init", "--admin-email", "owner@isp.test", "--admin-password", "Correct-Horse-9")
+    token = _boughs(env, "token", "create", "--email", "owner@isp.test", "--name", "smoke").strip()
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "boughs.cli", "serve", "--port", str(port), "--processes", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up"
+            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
+            time.sleep(0.2)
+        meter = {"code": "data", "name": "Data", "unit": "bytes", "aggregation": "sum"}
+        assert httpx.post(f"{base}/api/v1/meters", json=meter, headers=auth).status_code == 201
+        account = httpx.post(f"{base}/api/v1/accounts", json={"name": "Metered"}, headers=auth).json()["id"]
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60))
+        for batch in range(6):
+            events = [
+                {
+                    "id": f"e{batch}-{i}",
+                    "meter": "data",
+                    "quantity": "10",
+                    "timestamp": now,
+                    "account_id": account,
+                }
+                for i in range(50)
+            ]
+            answer = httpx.post(f"{base}/api/v1/usage-events", json={"events": events}, headers=auth)
+            assert answer.status_code == 200 and answer.json()["accepted"] == 50, answer.text
+        deadline = time.monotonic() + 30
+        with sqlite3.connect(database) as conn:
+            while conn.execute("SELECT count(*) FROM usage_batches WHERE folded_at IS NULL").fetchone()[0]:
+                assert time.monotonic() < deadline, "the workers never folded the usage"
+                time.sleep(0.2)
+            (total,) = conn.execute(
+                "SELECT sum(total) FROM usage_rollups WHERE kind = 'account' AND subject_id = ?", (account,)
+            ).fetchone()
+        assert total == 3000
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0].decode()
+    assert output.count("Started server process") == 2, output

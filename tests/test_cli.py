@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -216,19 +217,28 @@ def test_demo_if_empty_leaves_a_real_install_alone(tmp_path) -> None:  # type: i
 def test_bill_run_bills_the_demo_once_and_previews_the_same(database: Path) -> None:
     assert boughs("db", "upgrade").exit_code == 0
     assert boughs("demo").exit_code == 0
-    preview = boughs("bill-run", "2026-11-30", "--dry-run")
+    # The demo bills last month and drafts this one: the run is for the month after.
+    today = datetime.now(UTC).date()
+    first_after_next = date(today.year + (today.month + 1) // 12, (today.month + 1) % 12 + 1, 1)
+    period_end = (first_after_next - timedelta(days=1)).isoformat()
+    preview = boughs("bill-run", period_end, "--dry-run")
     assert preview.exit_code == 0, preview.output
     assert "succeeded" in preview.stdout and "previews made" in preview.stdout
-    real = boughs("bill-run", "2026-11-30")
+    real = boughs("bill-run", period_end)
     assert real.exit_code == 0, real.output
-    drafts = query(
-        database, "SELECT owner_account_id, total_amount FROM invoices WHERE status = 'draft' ORDER BY 1"
-    )
-    previews = query(
-        database, "SELECT owner_account_id, total_amount FROM invoices WHERE status = 'preview' ORDER BY 1"
-    )
-    assert drafts and drafts == previews
-    again = boughs("bill-run", "2026-11-30")
+
+    def invoices(status: str) -> list[tuple[object, ...]]:
+        return query(
+            database,
+            "SELECT owner_account_id, total_amount FROM invoices "
+            "WHERE status = ? AND period_end = ? ORDER BY 1",
+            status,
+            period_end,
+        )
+
+    drafts = invoices("draft")
+    assert drafts and drafts == invoices("preview")
+    again = boughs("bill-run", period_end)
     assert again.exit_code == 0 and f"0 invoices made, {len(drafts)} owners already billed" in again.stdout
     refused = boughs("bill-run", "30/11/2026")
     assert refused.exit_code == 2 and "YYYY-MM-DD" in refused.output

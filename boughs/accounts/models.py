@@ -115,6 +115,10 @@ class Account(Base):
     billing_anchor_day: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     # Suspended for an overdue invoice (billing.DunningHold): the account itself, not its subtree.
     dunning_hold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # When the account's chain of ancestors last changed (it or an ancestor moved); null if
+    # it never did. Usage since then pooled along today's path; older usage, along the
+    # link history.
+    chain_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

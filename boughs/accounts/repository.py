@@ -76,6 +76,8 @@ def mark_rebased(account: Account, path: str, depth: int, root_id: int, now: dat
     """Record on a loaded account what ``rebase_subtree`` wrote for it."""
     for name, value in (("path", path), ("depth", depth), ("root_id", root_id), ("updated_at", now)):
         set_committed_value(account, name, value)
+    if account.chain_since is None or account.chain_since < now:
+        set_committed_value(account, "chain_since", now)
 
 
 async def has_status_in_subtree(session: AsyncSession, account: Account, status: str) -> bool:
@@ -358,6 +360,12 @@ async def rebase_subtree(
             path=literal(new_path).concat(func.substr(Account.path, len(old_path) + 1)),
             depth=Account.depth + depth_delta,
             root_id=new_root_id,
+            # Every account below changes chain now; the latest change wins, even on a clock
+            # that was set back.
+            chain_since=case(
+                (or_(Account.chain_since.is_(None), Account.chain_since < now), now),
+                else_=Account.chain_since,
+            ),
             updated_at=now,
         )
         .execution_options(synchronize_session=False)

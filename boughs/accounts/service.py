@@ -583,6 +583,13 @@ async def delete(ctx: Ctx, account_id: int) -> dict[str, Any]:
             extra={"report": report},
         )
     await repository.lock(ctx.session, ctx.provider_id, [account.root_id])
+    # Its usage events go with it: what the fold has still to add must reach its
+    # ancestors' subtree rollups first, as all its earlier usage did.
+    from boughs.usage import fold
+    from boughs.usage import repository as usage_repository
+
+    await fold.catch_up(ctx)
+    await usage_repository.forget_account(ctx.session, ctx.provider_id, account.id)
     await audit.record(
         ctx, entity=ENTITY, entity_id=account.id, action="deleted",
         account_id=account.id, before=snapshot(account),

@@ -20,6 +20,7 @@ from boughs.jobs import service as jobs
 from boughs.kit.clock import local_date
 from boughs.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from boughs.kit.pagination import PageOf, check_limit, id_cursor, page_of
+from boughs.usage import fold
 
 ROOTS_PER_CHUNK = 200
 MIN_CHUNKS = 8
@@ -123,6 +124,10 @@ async def plan_chunks(ctx: Ctx, run: BillRun) -> list[BillRunChunk]:
 async def bill_roots(ctx: Ctx, run: BillRun, roots: Sequence[int], finalize: bool = False) -> tuple[int, int]:
     """Write the invoices of these roots' owners: (created, skipped). Owners that already have
     an invoice for the period keep it; a dry run's previews are rewritten."""
+    if finalize and not run.dry_run:
+        # What is finalized now is never rated again: usage taken in but not yet folded
+        # into the rollups is billed on it, not lost between the draft and the issue.
+        await fold.catch_up(ctx)
     provider = await repo.provider(ctx.session, ctx.provider_id)
     rated = await engine.Engine(ctx.session, provider, run.period_end, ctx.now()).rate(roots)
     owners = [r.owner_account_id for r in rated]
@@ -297,6 +302,7 @@ async def _locked(ctx: Ctx, invoice_id: int, doing: str, *, with_account: bool =
 
 
 async def _rerate(ctx: Ctx, invoice: Invoice) -> engine.Rated | None:
+    await fold.catch_up(ctx)  # usage taken in but not yet in the rollups is billed too
     account = await accounts.get(ctx, invoice.owner_account_id)
     provider = await repo.provider(ctx.session, ctx.provider_id)
     root = int(account.path.strip("/").split("/")[0])

@@ -11,6 +11,7 @@ from boughs.billing.models import BillRunStatus
 from boughs.jobs import service as jobs
 from boughs.jobs.registry import job
 from boughs.jobs.runtime import JobRun
+from boughs.usage.tasks import fold_pending
 
 # Roots billed per transaction: fewer, larger units spend less on statements and commits;
 # on SQLite a unit holds the write lock, so it stays short enough not to stall the API.
@@ -20,6 +21,8 @@ ROOTS_PER_UNIT = 50
 @job(service.RUN_JOB)
 async def run_bill_run(run: JobRun) -> dict[str, Any]:
     run_id = int(run.args["bill_run_id"])
+    # Rate every event taken in before the run started: fold what is still pending.
+    await fold_pending(run.db, run.job.provider_id, run.runtime.clock, run.secrets)
     async with run.unit_of_work() as ctx:
         bill_run = await repo.lock_bill_run(ctx.session, run_id)
         assert bill_run is not None

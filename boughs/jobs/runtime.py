@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import AsyncIterator
@@ -34,12 +35,16 @@ from boughs.db import Database
 from boughs.jobs import registry, repository
 from boughs.jobs.models import Job, JobStatus, Schedule
 from boughs.kit.clock import Clock, SystemClock
-from boughs.kit.secrets import box_for
+from boughs.kit.secrets import SecretBox, box_for
 from boughs.providers import repository as providers
 
 log = logging.getLogger(__name__)
 
 ACTOR_NAME = "boughs_run_job"
+FOLD_ACTOR_NAME = "boughs_fold_usage"
+# How long a fold asked for after an ingest waits, so that it takes the batches that
+# arrive meanwhile too; further asks within that time ride on it.
+FOLD_DELAY_SECONDS = 0.2
 HEARTBEAT_EVERY = 10.0
 # A job's whole run, across all its chunks; Dramatiq's default of ten minutes is for
 # short tasks, and a bill run over a large provider can take longer.
@@ -96,8 +101,12 @@ class JobRun:
                 clock=self.runtime.clock,
                 actor=Actor.system(self.job.provider_id, self.job.kind),
                 request_id=f"job-{self.job.id}",
-                secrets=box_for(self.runtime.settings.secret_key),
+                secrets=self.secrets,
             )
+
+    @property
+    def secrets(self) -> SecretBox:
+        return box_for(self.runtime.settings.secret_key)
 
     async def progress(self, done: int, total: int | None = None) -> None:
         """Record progress in its own transaction, so it is visible while the job runs."""
@@ -123,6 +132,14 @@ class JobRuntime:
             max_retries=0,
             time_limit=TIME_LIMIT_MS,
         )(self._perform)
+        self.fold_actor = dramatiq.actor(
+            broker=self.broker,
+            actor_name=FOLD_ACTOR_NAME,
+            queue_name=self.queue_name,
+            max_retries=0,
+            time_limit=TIME_LIMIT_MS,
+        )(self._fold_usage)
+        self._fold_asked_at: dict[int, float] = {}
         self._worker: dramatiq.Worker | None = None
         self._worker_db: Database | None = None
         self._tick_task: asyncio.Task[None] | None = None
@@ -134,6 +151,16 @@ class JobRuntime:
     def send(self, job_id: int, delay_seconds: float = 0) -> None:
         delay = int(delay_seconds * 1000) if delay_seconds > 0 else None
         self.actor.send_with_options(args=(job_id,), delay=delay)
+
+    def request_fold(self, provider_id: int) -> None:
+        """Fold the provider's pending usage soon. The fold takes whatever is pending when
+        it starts, after the delay, so an ask made within the delay of an earlier one is
+        already covered by it."""
+        now = time.monotonic()
+        if now - self._fold_asked_at.get(provider_id, float("-inf")) < FOLD_DELAY_SECONDS:
+            return
+        self._fold_asked_at[provider_id] = now
+        self.fold_actor.send_with_options(args=(provider_id,), delay=int(FOLD_DELAY_SECONDS * 1000))
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -193,6 +220,12 @@ class JobRuntime:
 
     async def _perform(self, job_id: int) -> None:
         await self.execute(self._db_for_worker(), job_id)
+
+    async def _fold_usage(self, provider_id: int) -> None:
+        from boughs.usage.tasks import fold_pending
+
+        secrets = box_for(self.settings.secret_key)
+        await fold_pending(self._db_for_worker(), provider_id, self.clock, secrets)
 
     async def execute(self, db: Database, job_id: int) -> str | None:
         """Claim and run one job; returns its final status, or None if it was not ours."""
@@ -275,7 +308,18 @@ class JobRuntime:
             await repository.mark_sent(session, ids, now)
         for job_id in ids:
             self.send(job_id)
+        await self._fold_what_waits(db)
         return sorted(set(started) | set(ids))
+
+    async def _fold_what_waits(self, db: Database) -> None:
+        """Usage no fold took yet: taken by an API process that sends nothing to the broker,
+        or its message lost with a worker."""
+        from boughs.usage import fold_repository
+
+        async with db.transaction(write=False) as session:
+            waiting = await fold_repository.providers_with_pending(session)
+        for provider_id in waiting:
+            self.request_fold(provider_id)
 
     async def _run_due_schedules(self, db: Database, now: datetime) -> list[int]:
         with suppress(IntegrityError):  # another worker created them at the same moment

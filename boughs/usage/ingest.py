@@ -1,9 +1,9 @@
 """Taking usage in: every event of a batch is accepted, a duplicate, a conflict or
 rejected with its reason, and a valid event is never lost to a bad neighbour.
 
-An event is stored once per provider (the sender's id is the key) and, in the same
-transaction, added to the hourly rollups of its service, its account and every account
-its account sat under when the usage happened. A duplicate adds nothing, so rollups
+An event is stored once per provider (the sender's id is the key), as part of a batch
+that the fold then adds to the rollups and caps (see ``fold``): a request waits for its
+events to be durable, not for the rollups. A duplicate is stored nowhere, so rollups
 equal the sum of the stored events however batches interleave or repeat.
 """
 
@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,12 +22,10 @@ from pydantic import ValidationError
 from boughs.authz.permissions import Permission
 from boughs.authz.scope import scope_of
 from boughs.context import Ctx
-from boughs.kit.clock import start_of_hour
-from boughs.kit.paths import ids_of
 from boughs.providers import repository as providers
-from boughs.usage import caps, repository
-from boughs.usage.models import Aggregation, Meter, RollupKind
-from boughs.usage.repository import NewEvent, RollupDelta, Subject
+from boughs.usage import fold_repository, repository
+from boughs.usage.models import Aggregation, Meter
+from boughs.usage.repository import NewEvent, Subject
 from boughs.usage.schemas import SUBJECTS, EventIn, EventResult, EventStatus
 
 # How far ahead of our clock an event's timestamp may be: senders' clocks drift.
@@ -36,7 +34,6 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 # BIGINT sums, and this leaves room for a thousand such events in one row, so no batch of
 # valid events can overflow one (far beyond any real measurement: 9 PB in bytes).
 MAX_SCALED = 2**53
-SERVICE, ACCOUNT, SUBTREE = RollupKind.service.value, RollupKind.account.value, RollupKind.subtree.value
 
 
 @dataclass
@@ -182,6 +179,8 @@ async def ingest(ctx: Ctx, raw_events: Sequence[Any]) -> list[EventResult]:
 
     await _resolve_subjects(ctx, batch)
     stored = await _store(ctx, batch)
+    if stored:
+        fold_soon(ctx)
     for index, event, print_ in repeats:
         first = first_of[event.id]
         earlier = batch.results[first.index]
@@ -192,8 +191,22 @@ async def ingest(ctx: Ctx, raw_events: Sequence[Any]) -> list[EventResult]:
             batch.results[index] = EventResult(index=index, id=event.id, status=EventStatus.duplicate)
         else:
             batch.results[index] = _conflict(index, event.id)
-    await _roll_up(ctx, stored)
     return [r for r in batch.results if r is not None]
+
+
+def fold_soon(ctx: Ctx) -> None:
+    """Once this unit of work commits, ask this process's workers to fold (if it has any:
+    otherwise the periodic fold, or the caller, does)."""
+    provider_id = ctx.provider_id
+    ctx.after_commit(lambda: _request_fold(provider_id))
+
+
+def _request_fold(provider_id: int) -> None:
+    from boughs.jobs import runtime
+
+    current = runtime.current()
+    if current is not None:
+        current.request_fold(provider_id)
 
 
 def _conflict(index: int, event_id: str) -> EventResult:
@@ -275,7 +288,9 @@ async def _store(ctx: Ctx, batch: Batch) -> list[Candidate]:
                 c.event.properties,
             )
         )  # fmt: skip
-    inserted = await repository.insert_new_events(ctx.session, ctx.provider_id, rows)
+    batch_id = await fold_repository.open_batch(ctx.session, ctx.provider_id, now)
+    inserted = await repository.insert_new_events(ctx.session, ctx.provider_id, batch_id, rows)
+    await fold_repository.close_batch(ctx.session, batch_id, list(inserted.values()))
     seen = [c for c in ordered if c.event.id not in inserted]
     stored_prints = await repository.fingerprints(ctx.session, ctx.provider_id, [c.event.id for c in seen])
     batch.stored_prints.update(stored_prints)
@@ -291,107 +306,3 @@ async def _store(ctx: Ctx, batch: Batch) -> list[Candidate]:
             index=c.index, id=c.event.id, status=EventStatus.accepted, late=c.late
         )
     return accepted
-
-
-async def chains_at(ctx: Ctx, accepted: list[Candidate]) -> dict[int, tuple[int, ...]]:
-    """Each candidate's account chain (root first) as it stood when its usage happened.
-
-    The current chain holds for usage since its newest link; older usage (reported after
-    a move) walks the link history.
-    """
-    current: dict[int, tuple[int, ...]] = {}
-    for c in accepted:
-        assert c.subject is not None
-        current[c.subject.account_id] = tuple(ids_of(c.subject.path))
-    members = {i for chain in current.values() for i in chain}
-    starts = await repository.open_link_starts(ctx.session, ctx.provider_id, sorted(members))
-    since = {
-        account: max((starts[i] for i in chain if i in starts), default=None)
-        for account, chain in current.items()
-    }
-    chains: dict[int, tuple[int, ...]] = {}
-    history: dict[tuple[int, datetime], tuple[int, ...]] = {}
-    for c in accepted:
-        assert c.subject is not None
-        account = c.subject.account_id
-        valid_since = since[account]
-        if valid_since is None or c.event.timestamp >= valid_since:
-            chains[c.index] = current[account]
-            continue
-        key = (account, c.event.timestamp)
-        if key not in history:
-            history[key] = await _chain_back_then(ctx, account, c.event.timestamp)
-        chains[c.index] = history[key]
-    return chains
-
-
-async def _chain_back_then(ctx: Ctx, account_id: int, at: datetime) -> tuple[int, ...]:
-    chain = [account_id]
-    while True:
-        found, parent = await repository.parent_at(ctx.session, chain[-1], at)
-        if not found or parent is None or parent in chain:
-            break
-        chain.append(parent)
-    return tuple(reversed(chain))
-
-
-async def _roll_up(ctx: Ctx, accepted: list[Candidate]) -> None:
-    if not accepted:
-        return
-    chains = await chains_at(ctx, accepted)
-    sums: dict[tuple[int, str, int, datetime], list[int]] = {}
-    uniques: set[tuple[int, str, int, datetime, str, int]] = set()
-
-    def add(c: Candidate, kind: str, subject_id: int, account_id: int, hour: datetime) -> None:
-        key = (c.meter.id, kind, subject_id, hour)
-        row = sums.get(key)
-        if row is None:
-            sums[key] = [account_id, c.scaled, c.scaled, 1]
-        else:
-            row[1] += c.scaled
-            row[2] = max(row[2], c.scaled)
-            row[3] += 1
-        if c.unique_value is not None:
-            uniques.add((c.meter.id, kind, subject_id, hour, c.unique_value, account_id))
-
-    for c in accepted:
-        assert c.subject is not None
-        hour = start_of_hour(c.event.timestamp)
-        if c.subject.service_id is not None:
-            add(c, SERVICE, c.subject.service_id, c.subject.account_id, hour)
-        add(c, ACCOUNT, c.subject.account_id, c.subject.account_id, hour)
-        for member in chains[c.index]:
-            add(c, SUBTREE, member, member, hour)
-
-    deltas = [RollupDelta(*key, *values) for key, values in sorted(sums.items())]
-    await repository.add_to_rollups(ctx.session, ctx.provider_id, deltas)
-    if uniques:
-        await repository.add_unique_values(
-            ctx.session,
-            [
-                {
-                    "meter_id": m,
-                    "kind": k,
-                    "subject_id": s,
-                    "hour": h,
-                    "value": v,
-                    "provider_id": ctx.provider_id,
-                    "account_id": a,
-                }
-                for m, k, s, h, v, a in sorted(uniques)
-            ],
-        )
-    await caps.observe(
-        ctx,
-        [
-            caps.CapUsageDelta(
-                service_id=c.subject.service_id,
-                account_id=c.subject.account_id,
-                chain=chains[c.index],
-                occurred_at=c.event.timestamp.astimezone(UTC),
-                bytes=c.scaled,
-            )
-            for c in accepted
-            if c.meter.counts_toward_cap and c.subject is not None
-        ],
-    )

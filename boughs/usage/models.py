@@ -109,6 +109,8 @@ class UsageEvent(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # A digest of what the sender sent: the same id with other content is a conflict.
     fingerprint: Mapped[str] = mapped_column(String(32))
+    # The batch that brought it (null: taken before batches were recorded, and rolled up).
+    batch_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # Reported after the period it belongs to was invoiced: billed as an adjustment.
     late: Mapped[bool] = mapped_column(Boolean, default=False)
     # The invoice that billed this late event as an adjustment.
@@ -116,48 +118,80 @@ class UsageEvent(Base):
     properties: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, nullable=True)
 
 
+class UsageBatch(Base):
+    """The events one request (or one chunk of an import) brought in, until the fold has
+    added them to the rollups.
+
+    Ingest only stores events; the fold adds whole batches to the rollups later, in a
+    transaction that also marks them folded, so each event is added exactly once.
+    Readers add the events of batches not yet folded, so answers are exact meanwhile.
+    ``first_event_id``..``last_event_id`` bound the batch's events (which carry its id), so
+    the fold finds them by a primary-key range.
+    """
+
+    __tablename__ = "usage_batches"
+    __table_args__ = (
+        Index(
+            "ix_usage_batches_pending",
+            "provider_id",
+            "id",
+            sqlite_where=text("folded_at IS NULL"),
+            postgresql_where=text("folded_at IS NULL"),
+        ),
+        Index("ix_usage_batches_provider_id_received_at", "provider_id", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    events: Mapped[int] = mapped_column(Integer)
+    first_event_id: Mapped[int] = mapped_column(BigInteger)
+    last_event_id: Mapped[int] = mapped_column(BigInteger)
+    folded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class UsageRollup(Base):
     """The usage of one meter in one UTC hour, for a service, an account or a subtree.
 
     Subtree rows are written for the account and each of its ancestors as the tree stood
     when the usage happened, so a later move never rewrites where past usage pooled.
+    Only the fold writes rollups, from events that passed their references' checks, so
+    the rows carry no foreign keys of their own (checking them again took half the fold's
+    time); an account's rollups go with it by subject (``repository.forget_account``).
     """
 
     __tablename__ = "usage_rollups"
     __table_args__ = (
         PrimaryKeyConstraint("meter_id", "kind", "subject_id", "hour"),
         CheckConstraint(_in("kind", RollupKind), name="kind"),
-        Index("ix_usage_rollups_account_id", "account_id"),
     )
 
-    meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id", ondelete="RESTRICT"))
+    meter_id: Mapped[int] = mapped_column(BigId)
     kind: Mapped[str] = mapped_column(String(8))
     subject_id: Mapped[int] = mapped_column(BigId)
     hour: Mapped[datetime] = mapped_column(UTCDateTime)
-    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
-    # The account the row belongs to (the subtree's top for subtree rows): it goes with it.
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    provider_id: Mapped[int] = mapped_column(BigId)
+    # The account the row belongs to: the service's account, the account, the subtree's top.
+    account_id: Mapped[int] = mapped_column(BigId)
     total: Mapped[int] = mapped_column(BigInteger)
     peak: Mapped[int] = mapped_column(BigInteger)
     events: Mapped[int] = mapped_column(BigInteger)
 
 
 class UsageUniqueValue(Base):
-    """The distinct values a unique_count meter saw in an hour, per rollup subject."""
+    """The distinct values a unique_count meter saw in an hour, per rollup subject (no
+    foreign keys, as the rollups)."""
 
     __tablename__ = "usage_unique_values"
-    __table_args__ = (
-        PrimaryKeyConstraint("meter_id", "kind", "subject_id", "hour", "value"),
-        Index("ix_usage_unique_values_account_id", "account_id"),
-    )
+    __table_args__ = (PrimaryKeyConstraint("meter_id", "kind", "subject_id", "hour", "value"),)
 
-    meter_id: Mapped[int] = mapped_column(ForeignKey("meters.id", ondelete="RESTRICT"))
+    meter_id: Mapped[int] = mapped_column(BigId)
     kind: Mapped[str] = mapped_column(String(8))
     subject_id: Mapped[int] = mapped_column(BigId)
     hour: Mapped[datetime] = mapped_column(UTCDateTime)
     value: Mapped[str] = mapped_column(String(200))
-    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"))
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    provider_id: Mapped[int] = mapped_column(BigId)
+    account_id: Mapped[int] = mapped_column(BigId)
 
 
 class CapUsage(Base):

@@ -12,7 +12,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import String, delete, func, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    String,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +36,7 @@ from boughs.kit.types import storable_id
 from boughs.services.models import Service, ServiceStatus
 from boughs.usage.models import (
     Meter,
+    UsageBatch,
     UsageEvent,
     UsageRollup,
     UsageUniqueValue,
@@ -41,20 +55,18 @@ def _is_postgres(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+# The batch travels as one JSON document: binding a thousand rows as typed arrays cost
+# more in the driver than the insert took in the database.
 _PG_INSERT_EVENTS = text(
     """
     INSERT INTO usage_events (provider_id, event_key, meter_id, account_id, service_id, quantity,
-                              occurred_at, received_at, fingerprint, late, properties)
-    SELECT :provider_id, e.event_key, e.meter_id, e.account_id, e.service_id, e.quantity,
-           e.occurred_at, e.received_at, e.fingerprint, e.late, CAST(e.properties AS jsonb)
-    FROM unnest(CAST(:event_key AS text[]), CAST(:meter_id AS bigint[]), CAST(:account_id AS bigint[]),
-                CAST(:service_id AS bigint[]), CAST(:quantity AS bigint[]),
-                CAST(:occurred_at AS timestamptz[]), CAST(:received_at AS timestamptz[]),
-                CAST(:fingerprint AS text[]), CAST(:late AS boolean[]), CAST(:properties AS text[]))
-         AS e(event_key, meter_id, account_id, service_id, quantity, occurred_at, received_at,
-              fingerprint, late, properties)
+                              occurred_at, received_at, fingerprint, late, properties, batch_id)
+    SELECT :provider_id, e->>0, CAST(e->>1 AS bigint), CAST(e->>2 AS bigint), CAST(e->>3 AS bigint),
+           CAST(e->>4 AS bigint), CAST(e->>5 AS timestamptz), CAST(e->>6 AS timestamptz), e->>7,
+           CAST(e->>8 AS boolean), NULLIF(e->9, 'null'), :batch_id
+    FROM jsonb_array_elements(CAST(:events AS jsonb)) AS e
     ON CONFLICT (provider_id, event_key) DO NOTHING
-    RETURNING event_key
+    RETURNING event_key, id
     """
 ).columns(event_key=String)
 _PG_ADD_TO_ROLLUPS = text(
@@ -116,6 +128,12 @@ async def meters_by_code(session: AsyncSession, provider_id: int, codes: Sequenc
     return {m.code: m for m in rows}
 
 
+async def all_meters(session: AsyncSession, provider_id: int) -> list[Meter]:
+    return list(
+        await session.scalars(select(Meter).where(Meter.provider_id == provider_id).order_by(Meter.id))
+    )
+
+
 async def get_meter(session: AsyncSession, provider_id: int, meter_id: int) -> Meter | None:
     if not storable_id(meter_id):
         return None
@@ -155,70 +173,60 @@ class Subject:
 _ACCOUNT_COLUMNS = (Account.id, Account.path, Account.usage_billed_until)
 
 
-async def accounts_by_id(session: AsyncSession, scope: Scope, ids: Sequence[int]) -> dict[int, Subject]:
-    ids = [i for i in ids if storable_id(i)]
-    found: dict[int, Subject] = {}
-    for part in chunks(ids):
-        rows = await session.execute(
-            select(*_ACCOUNT_COLUMNS).where(
-                Account.provider_id == scope.provider_id,
-                Account.id.in_(part),
-                scope.path_condition(Account.path),
-            )
-        )
-        found.update({r.id: Subject(r.id, r.path, r.usage_billed_until) for r in rows})
+def _one_of(session: AsyncSession, column: Any, values: Sequence[Any]) -> list[ColumnElement[bool]]:
+    """``column`` in ``values``: one condition with an array on PostgreSQL (a statement
+    prepared once, whatever the number), conditions of CHUNK values each on SQLite."""
+    if _is_postgres(session):
+        array = postgresql.ARRAY(column.type)
+        return [column == any_(bindparam("wanted", list(values), type_=array))]
+    return [column.in_(list(part)) for part in chunks(values)]
+
+
+async def _subjects(
+    session: AsyncSession, statement: Select[Any], column: Any, values: Sequence[Any]
+) -> list[Row[Any]]:
+    found: list[Row[Any]] = []
+    for condition in _one_of(session, column, values):
+        found += (await session.execute(statement.where(condition))).all()
     return found
+
+
+def _accounts(scope: Scope, *columns: Any) -> Select[Any]:
+    return select(*columns, *_ACCOUNT_COLUMNS).where(
+        Account.provider_id == scope.provider_id, scope.path_condition(Account.path)
+    )
+
+
+def _services(scope: Scope, *columns: Any) -> Select[Any]:
+    return (
+        select(*columns, Service.id.label("service_id"), *_ACCOUNT_COLUMNS)
+        .join(Account, Account.id == Service.account_id)
+        .where(Service.provider_id == scope.provider_id, scope.path_condition(Account.path))
+    )
+
+
+async def accounts_by_id(session: AsyncSession, scope: Scope, ids: Sequence[int]) -> dict[int, Subject]:
+    rows = await _subjects(session, _accounts(scope), Account.id, [i for i in ids if storable_id(i)])
+    return {r.id: Subject(r.id, r.path, r.usage_billed_until) for r in rows}
 
 
 async def accounts_by_external_id(
     session: AsyncSession, scope: Scope, external_ids: Sequence[str]
 ) -> dict[str, Subject]:
-    found: dict[str, Subject] = {}
-    for part in chunks(external_ids):
-        rows = await session.execute(
-            select(Account.external_id, *_ACCOUNT_COLUMNS).where(
-                Account.provider_id == scope.provider_id,
-                Account.external_id.in_(part),
-                scope.path_condition(Account.path),
-            )
-        )
-        found.update({r.external_id: Subject(r.id, r.path, r.usage_billed_until) for r in rows})
-    return found
+    rows = await _subjects(session, _accounts(scope, Account.external_id), Account.external_id, external_ids)
+    return {r.external_id: Subject(r.id, r.path, r.usage_billed_until) for r in rows}
 
 
 async def services_by_id(session: AsyncSession, scope: Scope, ids: Sequence[int]) -> dict[int, Subject]:
-    ids = [i for i in ids if storable_id(i)]
-    found: dict[int, Subject] = {}
-    for part in chunks(ids):
-        rows = await session.execute(
-            select(Service.id.label("service_id"), *_ACCOUNT_COLUMNS)
-            .join(Account, Account.id == Service.account_id)
-            .where(
-                Service.provider_id == scope.provider_id,
-                Service.id.in_(part),
-                scope.path_condition(Account.path),
-            )
-        )
-        found.update({r.service_id: Subject(r.id, r.path, r.usage_billed_until, r.service_id) for r in rows})
-    return found
+    rows = await _subjects(session, _services(scope), Service.id, [i for i in ids if storable_id(i)])
+    return {r.service_id: Subject(r.id, r.path, r.usage_billed_until, r.service_id) for r in rows}
 
 
 async def services_by_login(session: AsyncSession, scope: Scope, logins: Sequence[str]) -> dict[str, Subject]:
     """Logins are unique among live services; an archived service's login is free again."""
-    found: dict[str, Subject] = {}
-    for part in chunks(logins):
-        rows = await session.execute(
-            select(Service.login, Service.id.label("service_id"), *_ACCOUNT_COLUMNS)
-            .join(Account, Account.id == Service.account_id)
-            .where(
-                Service.provider_id == scope.provider_id,
-                Service.login.in_(part),
-                Service.status != ServiceStatus.archived.value,
-                scope.path_condition(Account.path),
-            )
-        )
-        found.update({r.login: Subject(r.id, r.path, r.usage_billed_until, r.service_id) for r in rows})
-    return found
+    live = _services(scope, Service.login).where(Service.status != ServiceStatus.archived.value)
+    rows = await _subjects(session, live, Service.login, logins)
+    return {r.login: Subject(r.id, r.path, r.usage_billed_until, r.service_id) for r in rows}
 
 
 async def open_link_starts(
@@ -285,40 +293,48 @@ class NewEvent(NamedTuple):
     properties: dict[str, Any] | None
 
 
-async def insert_new_events(session: AsyncSession, provider_id: int, events: list[NewEvent]) -> set[str]:
-    """Insert the events whose key the provider has not seen; returns the keys stored now.
+async def insert_new_events(
+    session: AsyncSession, provider_id: int, batch_id: int, events: list[NewEvent]
+) -> dict[str, int]:
+    """Insert the events whose key the provider has not seen, as part of the batch; returns
+    the keys stored now with their ids.
 
     ``events`` must be sorted by event_key (lock order). A key another transaction is
     inserting waits for it, then counts as seen.
     """
     if not events:
-        return set()
+        return {}
     if _is_postgres(session):
-        columns: dict[str, Any] = dict(
-            zip(NewEvent._fields, (list(c) for c in zip(*events, strict=True)), strict=True)
-        )
-        columns["properties"] = [None if p is None else json.dumps(p) for p in columns["properties"]]
-        columns["provider_id"] = provider_id
-        return set((await session.execute(_PG_INSERT_EVENTS, columns)).scalars())
+        document = json.dumps(
+            [
+                (
+                    e.event_key, e.meter_id, e.account_id, e.service_id, e.quantity,
+                    e.occurred_at.isoformat(), e.received_at.isoformat(), e.fingerprint, e.late, e.properties,
+                )
+                for e in events
+            ]
+        )  # fmt: skip
+        params = {"events": document, "provider_id": provider_id, "batch_id": batch_id}
+        return {key: event_id for key, event_id in await session.execute(_PG_INSERT_EVENTS, params)}
     text_of = _SqliteTimes()
-    stored: set[str] = set()
-    row = "(" + ", ".join(["?"] * (len(NewEvent._fields) + 1)) + ")"
+    stored: dict[str, int] = {}
+    row = "(" + ", ".join(["?"] * (len(NewEvent._fields) + 2)) + ")"
     for part in chunks(events, SQLITE_ROWS_PER_STATEMENT):
         flat: list[Any] = []
         for e in part:
             flat += (
                 provider_id, e.event_key, e.meter_id, e.account_id, e.service_id, e.quantity,
                 text_of(e.occurred_at), text_of(e.received_at), e.fingerprint, int(e.late),
-                None if e.properties is None else json.dumps(e.properties),
+                None if e.properties is None else json.dumps(e.properties), batch_id,
             )  # fmt: skip
         rows = await driver_sql(
             session,
-            f"INSERT INTO usage_events (provider_id, {', '.join(NewEvent._fields)}) "
+            f"INSERT INTO usage_events (provider_id, {', '.join(NewEvent._fields)}, batch_id) "
             f"VALUES {', '.join([row] * len(part))} "
-            "ON CONFLICT (provider_id, event_key) DO NOTHING RETURNING event_key",
+            "ON CONFLICT (provider_id, event_key) DO NOTHING RETURNING event_key, id",
             tuple(flat),
         )
-        stored.update(key for (key,) in rows)
+        stored.update({key: event_id for key, event_id in rows})
     return stored
 
 
@@ -384,10 +400,18 @@ async def add_unique_values(session: AsyncSession, rows: list[dict[str, Any]]) -
 
 
 async def purge_events_before(session: AsyncSession, provider_id: int, before: datetime, limit: int) -> int:
+    """Up to ``limit`` events older than ``before``; never one the fold has still to add."""
+    pending = select(UsageBatch.id).where(
+        UsageBatch.provider_id == provider_id, UsageBatch.folded_at.is_(None)
+    )
     ids = list(
         await session.scalars(
             select(UsageEvent.id)
-            .where(UsageEvent.provider_id == provider_id, UsageEvent.occurred_at < before)
+            .where(
+                UsageEvent.provider_id == provider_id,
+                UsageEvent.occurred_at < before,
+                or_(UsageEvent.batch_id.is_(None), UsageEvent.batch_id.not_in(pending)),
+            )
             .order_by(UsageEvent.id)
             .limit(limit)
         )
@@ -397,12 +421,33 @@ async def purge_events_before(session: AsyncSession, provider_id: int, before: d
     return len(ids)
 
 
+def _of_provider(model: type[UsageRollup] | type[UsageUniqueValue], provider_id: int) -> Any:
+    # The meter leads the rollups' key: naming the provider's meters makes these lookups.
+    return model.meter_id.in_(select(Meter.id).where(Meter.provider_id == provider_id))
+
+
 async def forget_service(session: AsyncSession, provider_id: int, service_id: int) -> None:
     """A deleted service's own rollups go; its usage stays in its account's and subtree's."""
     for model in (UsageRollup, UsageUniqueValue):
         await session.execute(
             delete(model).where(
-                model.provider_id == provider_id, model.kind == "service", model.subject_id == service_id
+                _of_provider(model, provider_id), model.kind == "service", model.subject_id == service_id
+            )
+        )
+
+
+async def forget_account(session: AsyncSession, provider_id: int, account_id: int) -> None:
+    """A deleted account's rollups go: its own, its subtree's and its services'. What it
+    used stays in its ancestors' subtree rows, as it happened."""
+    services = select(Service.id).where(Service.provider_id == provider_id, Service.account_id == account_id)
+    for model in (UsageRollup, UsageUniqueValue):
+        await session.execute(
+            delete(model).where(
+                _of_provider(model, provider_id),
+                or_(
+                    and_(model.kind.in_(["account", "subtree"]), model.subject_id == account_id),
+                    and_(model.kind == "service", model.subject_id.in_(services)),
+                ),
             )
         )
 

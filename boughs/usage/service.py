@@ -8,6 +8,7 @@ customer's day.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,7 +25,8 @@ from boughs.kit.clock import start_of_hour
 from boughs.kit.errors import Conflict, InvalidInput, NotFound
 from boughs.kit.pagination import PageOf, check_limit, id_cursor, page_of
 from boughs.services import service as services
-from boughs.usage import repository
+from boughs.usage import fold, fold_repository, repository
+from boughs.usage.fold_repository import LooseEvent
 from boughs.usage.models import Aggregation, Meter, RollupKind
 from boughs.usage.schemas import Granularity, MeterCreate, MeterUpdate, UsageBucket, UsageOut, UsageScope
 
@@ -197,7 +199,16 @@ async def account_usage(
 ) -> UsageOut:
     account = await accounts.get(ctx, account_id)
     kind = RollupKind.subtree if scope is UsageScope.subtree else RollupKind.account
-    return await _usage(ctx, account.id, kind, account.id, meter_code, start, end, granularity, scope.value)
+    return await _usage(
+        ctx,
+        account.id,
+        Subject(kind, account.id, account.path),
+        meter_code,
+        start,
+        end,
+        granularity,
+        scope.value,
+    )
 
 
 async def service_usage(
@@ -210,15 +221,30 @@ async def service_usage(
 ) -> UsageOut:
     found = await services.get(ctx, service_id)
     return await _usage(
-        ctx, found.account_id, RollupKind.service, found.id, meter_code, start, end, granularity, "service"
+        ctx,
+        found.account_id,
+        Subject(RollupKind.service, found.id),
+        meter_code,
+        start,
+        end,
+        granularity,
+        "service",
     )
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Whose usage: a rollup kind and subject; a subtree's top also by its path today."""
+
+    kind: RollupKind
+    id: int
+    path: str | None = None
 
 
 async def _usage(
     ctx: Ctx,
     account_id: int,
-    kind: RollupKind,
-    subject_id: int,
+    subject: Subject,
     meter_code: str,
     start: datetime | None,
     end: datetime | None,
@@ -240,18 +266,36 @@ async def _usage(
 
     starts = _bucket_starts(window_start, window_end, granularity, zone)
     totals: dict[datetime, list[int]] = {s: [0, 0, 0] for s in starts}  # total, peak, events
-    rows = await repository.hourly(ctx.session, meter.id, kind.value, subject_id, window_start, window_end)
-    for hour, total, peak, events in rows:
-        bucket = totals[_bucket_start(hour, granularity, zone)]
-        bucket[0] += total
-        bucket[1] = max(bucket[1], peak)
-        bucket[2] += events
+    # Rollups, plus the events the fold has not added to them yet.
+    history = fold.LinkHistory(ctx.session)
+    rows = await fold_repository.hourly_with_pending(
+        ctx.session, ctx.provider_id, meter.id, subject.kind.value, subject.id, subject.path,
+        window_start, window_end,
+    )  # fmt: skip
+    for row in rows:
+        if row.pending is not None and not await _counts_for(row.pending, subject, history):
+            continue
+        bucket = totals[_bucket_start(start_of_hour(row.at), granularity, zone)]
+        bucket[0] += row.total
+        bucket[1] = max(bucket[1], row.peak)
+        bucket[2] += row.events
     distinct: dict[datetime, set[str]] = defaultdict(set)
     every: set[str] = set()
     if meter.aggregation == Aggregation.unique_count.value:
-        for seen_at, seen in await repository.unique_values(
-            ctx.session, meter.id, kind.value, subject_id, window_start, window_end
-        ):
+        # Pending events first: a fold in between puts their values in the rollups too,
+        # which a set takes twice without harm (the other order could miss them).
+        seen_values: list[tuple[datetime, str]] = []
+        for pending in await fold_repository.pending_of_meter(
+            ctx.session, ctx.provider_id, meter.id, subject.kind.value, subject.id, subject.path,
+            window_start, window_end,
+        ):  # fmt: skip
+            seen_value = fold.distinct_value(meter, pending)
+            if seen_value is not None and await _counts_for(pending, subject, history):
+                seen_values.append((start_of_hour(pending.occurred_at), seen_value))
+        seen_values += await repository.unique_values(
+            ctx.session, meter.id, subject.kind.value, subject.id, window_start, window_end
+        )
+        for seen_at, seen in seen_values:
             distinct[_bucket_start(seen_at, granularity, zone)].add(seen)
             every.add(seen)
 
@@ -291,6 +335,14 @@ async def _usage(
         events=overall[2],
         buckets=buckets,
     )
+
+
+async def _counts_for(event: LooseEvent, subject: Subject, history: fold.LinkHistory) -> bool:
+    """A pending event the read found for the subject: exact, except a subtree's candidate
+    dated before its account's chain changed, which the link history places."""
+    if subject.kind is not RollupKind.subtree or event.chain_is_current:
+        return True
+    return await fold.belongs(event, subject.kind.value, subject.id, history)
 
 
 def _bucket_starts(

@@ -1,15 +1,37 @@
-"""Periodic work on usage: raw events past the retention window go; rollups stay."""
+"""Background work on usage: folding ingested batches into the rollups and caps (asked for
+after every ingest, and by every scheduler tick for what waits); raw events past the
+retention window go, rollups stay."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
+from boughs.auth.actor import Actor
+from boughs.context import Ctx
+from boughs.db import Database
 from boughs.jobs.registry import job
 from boughs.jobs.runtime import JobRun
-from boughs.usage import retention
+from boughs.kit.clock import Clock
+from boughs.kit.secrets import SecretBox, default_box
+from boughs.usage import fold, retention
 
 PURGE_EXPIRED_EVENTS = "usage.purge_expired_events"
+FOLD_PENDING = "usage.fold_pending"
+
+
+async def fold_pending(db: Database, provider_id: int, clock: Clock, secrets: SecretBox | None = None) -> int:
+    """Fold the provider's pending batches, a fold per unit of work, until none is left;
+    how many events were folded."""
+    folded = 0
+    while True:
+        async with db.transaction() as session:
+            actor = Actor.system(provider_id, FOLD_PENDING)
+            ctx = Ctx(session=session, clock=clock, actor=actor, secrets=secrets or default_box())
+            events = await fold.fold_once(ctx)
+        if not events:
+            return folded
+        folded += events
 
 
 @job(PURGE_EXPIRED_EVENTS, every=timedelta(hours=1))

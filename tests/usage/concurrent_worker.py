@@ -1,5 +1,6 @@
 """One OS process of the concurrent ingestion test: it opens the database on its own, waits at the
-starting line with its siblings, then ingests its batches, each in a transaction of its own.
+starting line with its siblings, then ingests its batches, each in a transaction of its own, and
+folds what is pending after each, as the workers do, while its siblings fold too.
 
     python -m tests.usage.concurrent_worker SPEC.json
 
@@ -23,6 +24,7 @@ from boughs.auth.actor import Actor, StaffRole
 from boughs.context import Ctx
 from boughs.db import Database
 from boughs.kit.clock import FrozenClock
+from boughs.usage import fold
 from boughs.usage.ingest import ingest
 
 
@@ -48,6 +50,8 @@ async def run(spec: dict[str, Any]) -> list[list[str]]:
             async with db.transaction() as session:
                 results = await ingest(Ctx(session=session, clock=clock, actor=actor), batch)
             answers.extend([r.id or "", r.status.value] for r in results)
+            async with db.transaction() as session:
+                await fold.catch_up(Ctx(session=session, clock=clock, actor=actor))
     finally:
         await db.dispose()
     return answers

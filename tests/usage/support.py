@@ -19,6 +19,7 @@ from boughs.context import Ctx
 from boughs.memberships.models import Membership
 from boughs.services import service as services
 from boughs.services.schemas import ServiceCreate
+from boughs.usage import fold
 from boughs.usage import service as usage
 from boughs.usage.ingest import ingest
 from boughs.usage.models import UsageEvent, UsageRollup
@@ -96,7 +97,9 @@ async def stored_count(ctx: Ctx) -> int:
 
 
 async def rollup_totals(ctx: Ctx, meter_id: int) -> dict[tuple[str, int], tuple[int, int, int]]:
-    """(kind, subject) → (sum of totals, max of peaks, sum of events) over every hour."""
+    """(kind, subject) → (sum of totals, max of peaks, sum of events) over every hour, once
+    the fold has added every pending batch to the rollups."""
+    await fold.catch_up(ctx)
     rows = await ctx.session.execute(
         select(
             UsageRollup.kind,

@@ -21,7 +21,7 @@ from boughs.context import Ctx
 from boughs.kit.errors import Conflict
 from boughs.services import lifecycle
 from boughs.services.models import ServiceStatusChange
-from boughs.usage import caps, caps_repository
+from boughs.usage import caps, caps_repository, fold
 from boughs.usage import service as usage
 from boughs.usage.ingest import ingest
 from boughs.usage.models import Aggregation, CapAlert, CapUsage
@@ -73,9 +73,13 @@ def event(quantity: int, at: str = NOW_ISH, meter: str = "data", **subject: Any)
 
 
 async def use(ctx_factory: CtxFactory, *events: dict[str, Any]) -> None:
+    """Ingest the events, then fold them into the caps, each in its own unit of work as the
+    API and the workers do."""
     async with ctx_factory() as ctx:
         results = await ingest(ctx, list(events))
     assert [r.status for r in results] == [EventStatus.accepted] * len(events), results
+    async with ctx_factory() as ctx:
+        assert await fold.catch_up(ctx) == len(events)
 
 
 async def alerts(ctx_factory: CtxFactory, service_id: int) -> list[tuple[str, int, int, str]]:
@@ -274,6 +278,7 @@ from boughs.auth.actor import Actor
 from boughs.context import Ctx
 from boughs.db import Database
 from boughs.kit.clock import FrozenClock
+from boughs.usage import fold
 from boughs.usage.ingest import ingest
 
 url, provider_id, user_id, service_id, worker, now = sys.argv[1:]
@@ -295,6 +300,9 @@ async def main():
         async with db.transaction() as session:
             results = await ingest(Ctx(session=session, clock=clock, actor=actor), events)
         assert all(r.status == "accepted" for r in results), results
+        # Every process folds too, at the same time as the others: each batch once.
+        async with db.transaction() as session:
+            await fold.catch_up(Ctx(session=session, clock=clock, actor=actor))
     await db.dispose()
 
 asyncio.run(main())

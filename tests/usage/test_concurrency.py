@@ -1,5 +1,5 @@
-"""Several OS processes ingest overlapping events into one database at once: every id is taken
-exactly once, by one process, and the rollups count it once.
+"""Several OS processes ingest overlapping events into one database at once, and fold them as
+they go: every id is taken exactly once, by one process, and the rollups count it once.
 
 SQLite writers queue on the write lock (BEGIN IMMEDIATE with a busy timeout) rather than fail;
 PostgreSQL inserts wait on a key another transaction is inserting, then see it as taken.

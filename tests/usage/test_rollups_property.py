@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from boughs.accounts import service as accounts
 from boughs.kit.clock import FrozenClock
+from boughs.usage import fold
 from boughs.usage import service as usage
 from boughs.usage.models import UsageRollup, UsageUniqueValue
 from boughs.usage.schemas import Granularity, UsageScope
@@ -186,10 +187,12 @@ def normal(sending: Sending) -> tuple[Any, ...]:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(batches=sendings())
+@given(batches=sendings(), folds=st.sets(st.integers(0, 8)))
 async def test_rollups_equal_a_naive_sum_over_the_accepted_events(
-    batches: list[list[Sending]], ctx_factory: Any, tree: Tree, clock: FrozenClock
+    batches: list[list[Sending]], folds: set[int], ctx_factory: Any, tree: Tree, clock: FrozenClock
 ) -> None:
+    """``folds``: after which batches the fold runs; the rest wait for the last fold, and the
+    answers are checked both while some are pending and once all are folded."""
     n = next(_examples)
     now = clock.now()
     async with ctx_factory() as ctx:
@@ -206,9 +209,12 @@ async def test_rollups_equal_a_naive_sum_over_the_accepted_events(
     # content again is a duplicate, other content a conflict.
     stored: dict[int, tuple[Any, ...]] = {}
     accepted: list[Sending] = []
-    for batch in batches:
+    for position, batch in enumerate(batches):
         async with ctx_factory() as ctx:
             results = await send(ctx, [spelled(s, f"e{n}", codes, tree, now) for s in batch])
+        if position in folds:
+            async with ctx_factory() as ctx:
+                await fold.catch_up(ctx)
         for sending, result in zip(batch, results, strict=True):
             if sending.key not in stored:
                 expected = "accepted"
@@ -241,7 +247,28 @@ async def test_rollups_equal_a_naive_sum_over_the_accepted_events(
             if agg == "unique_count":
                 want_unique.add((meter_ids[c.meter], kind, subject, hour, c.device))
 
+    async def check_answers() -> None:
+        """The question a customer asks: the whole tree's usage over the window, per meter."""
+        async with ctx_factory() as ctx:
+            for index, agg in enumerate(AGGREGATIONS):
+                answer = await usage.account_usage(
+                    ctx, tree.accounts["top"], codes[index], now - timedelta(hours=HOURS + 1), now,
+                    Granularity.month, UsageScope.subtree,
+                )  # fmt: skip
+                mine = [s for s in accepted if s.content.meter == index and s.content.subject != "lone"]
+                values = [normal(s)[2] for s in mine]
+                expected_quantity = {
+                    "sum": sum(values, Decimal(0)),
+                    "max": max(values, default=Decimal(0)),
+                    "count": Decimal(len(values)),
+                    "unique_count": Decimal(len({s.content.device for s in mine})),
+                }[agg]
+                assert Decimal(answer.quantity) == expected_quantity, (agg, answer)
+                assert answer.events == len(mine)
+
+    await check_answers()  # with the batches after the last fold still pending
     async with ctx_factory() as ctx:
+        await fold.catch_up(ctx)
         rows = await ctx.session.execute(select(UsageRollup).where(UsageRollup.meter_id.in_(meter_ids)))
         got = {
             (r.meter_id, r.kind, r.subject_id, r.hour): [r.total, r.peak, r.events] for r in rows.scalars()
@@ -252,23 +279,7 @@ async def test_rollups_equal_a_naive_sum_over_the_accepted_events(
         )
         got_unique = {(u.meter_id, u.kind, u.subject_id, u.hour, u.value) for u in uniques.scalars()}
         assert got_unique == want_unique
-
-        # And the question a customer asks: the whole tree's usage over the window, per meter.
-        for index, agg in enumerate(AGGREGATIONS):
-            answer = await usage.account_usage(
-                ctx, tree.accounts["top"], codes[index], now - timedelta(hours=HOURS + 1), now,
-                Granularity.month, UsageScope.subtree,
-            )  # fmt: skip
-            mine = [s for s in accepted if s.content.meter == index and s.content.subject != "lone"]
-            values = [normal(s)[2] for s in mine]
-            expected_quantity = {
-                "sum": sum(values, Decimal(0)),
-                "max": max(values, default=Decimal(0)),
-                "count": Decimal(len(values)),
-                "unique_count": Decimal(len({s.content.device for s in mine})),
-            }[agg]
-            assert Decimal(answer.quantity) == expected_quantity, (agg, answer)
-            assert answer.events == len(mine)
+    await check_answers()
 
 
 def test_spellings_are_one_content() -> None:

@@ -1,0 +1,458 @@
+"""Every query of the fold: batches waiting to be added to the rollups, the set-based
+statement that adds them, the events it leaves to Python, and reads that add the
+events still waiting to the rollups.
+
+An event's pooled chain is its account's path when the account's chain has not changed
+since the usage happened (``accounts.chain_since``); those are summed by the database
+itself. The rest (usage dated before a move) are read out and placed along the link
+history in Python.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from boughs.usage.models import RollupKind
+
+SERVICE, ACCOUNT, SUBTREE = RollupKind.service.value, RollupKind.account.value, RollupKind.subtree.value
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _sqlite_time(moment: datetime) -> str:
+    """An instant as the UTCDateTime columns hold it on SQLite."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _stored_time(session: AsyncSession, moment: datetime) -> Any:
+    return moment if _is_postgres(session) else _sqlite_time(moment)
+
+
+def _as_instant(value: Any) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# --- batches --------------------------------------------------------------------------------
+
+
+async def open_batch(session: AsyncSession, provider_id: int, received_at: datetime) -> int:
+    """A batch row for the events about to be stored; its span is set by ``close_batch``."""
+    rows = await session.execute(
+        text(
+            "INSERT INTO usage_batches (provider_id, received_at, events, first_event_id, last_event_id) "
+            "VALUES (:provider_id, :received_at, 0, 0, 0) RETURNING id"
+        ),
+        {"provider_id": provider_id, "received_at": _stored_time(session, received_at)},
+    )
+    return int(rows.scalar_one())
+
+
+async def close_batch(session: AsyncSession, batch_id: int, event_ids: Sequence[int]) -> None:
+    """Record the batch's span, or drop it when it brought nothing new."""
+    if not event_ids:
+        await session.execute(text("DELETE FROM usage_batches WHERE id = :id"), {"id": batch_id})
+        return
+    await session.execute(
+        text(
+            "UPDATE usage_batches SET events = :events, first_event_id = :first, last_event_id = :last "
+            "WHERE id = :id"
+        ),
+        {"id": batch_id, "events": len(event_ids), "first": min(event_ids), "last": max(event_ids)},
+    )
+
+
+@dataclass(frozen=True)
+class Span:
+    """Pending batches taken together: their ids and the event ids they lie within."""
+
+    batch_ids: tuple[int, ...]
+    first_event_id: int
+    last_event_id: int
+    events: int
+
+    def params(self) -> dict[str, Any]:
+        return {"batch_ids": list(self.batch_ids), "lo": self.first_event_id, "hi": self.last_event_id}
+
+
+async def lock_folding(session: AsyncSession, provider_id: int) -> None:
+    """One folding transaction at a time per provider, until it ends: a second waits, then
+    finds what the first folded marked so. Folds never race on rollup rows, and one
+    transaction may fold several times (its lock is its own). SQLite writers are one at
+    a time anyway."""
+    if _is_postgres(session):
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended('boughs-usage-fold', :provider_id))"),
+            {"provider_id": provider_id},
+        )
+
+
+async def pending_span(session: AsyncSession, provider_id: int, max_events: int) -> Span | None:
+    """The oldest pending batches, up to about ``max_events`` events (at least one batch)."""
+    rows = (
+        await session.execute(
+            text(
+                "SELECT id, first_event_id, last_event_id, events FROM usage_batches "
+                "WHERE provider_id = :provider_id AND folded_at IS NULL ORDER BY id LIMIT :limit"
+            ),
+            {"provider_id": provider_id, "limit": max(1, max_events // 100)},
+        )
+    ).all()
+    taken: list[Any] = []
+    events = 0
+    for row in rows:
+        if taken and events + row.events > max_events:
+            break
+        taken.append(row)
+        events += row.events
+    if not taken:
+        return None
+    return Span(
+        tuple(r.id for r in taken),
+        min(r.first_event_id for r in taken),
+        max(r.last_event_id for r in taken),
+        events,
+    )
+
+
+async def pending_count(session: AsyncSession, provider_id: int) -> tuple[int, int, datetime | None]:
+    """(batches, events, oldest received_at) waiting to be folded."""
+    row = (
+        await session.execute(
+            text(
+                "SELECT count(*), coalesce(sum(events), 0), min(received_at) FROM usage_batches "
+                "WHERE provider_id = :provider_id AND folded_at IS NULL"
+            ),
+            {"provider_id": provider_id},
+        )
+    ).one()
+    return int(row[0]), int(row[1]), None if row[2] is None else _as_instant(row[2])
+
+
+async def providers_with_pending(session: AsyncSession) -> list[int]:
+    rows = await session.execute(
+        text("SELECT DISTINCT provider_id FROM usage_batches WHERE folded_at IS NULL ORDER BY provider_id")
+    )
+    return [int(r[0]) for r in rows]
+
+
+async def mark_folded(session: AsyncSession, span: Span, at: datetime) -> None:
+    await session.execute(
+        text("UPDATE usage_batches SET folded_at = :at WHERE id IN :batch_ids").bindparams(
+            bindparam("batch_ids", expanding=True)
+        ),
+        {"at": _stored_time(session, at), "batch_ids": list(span.batch_ids)},
+    )
+
+
+async def purge_folded_batches(session: AsyncSession, provider_id: int, before: datetime) -> None:
+    """Folded batches received before ``before``: their events are past retention too."""
+    await session.execute(
+        text(
+            "DELETE FROM usage_batches WHERE provider_id = :provider_id "
+            "AND folded_at IS NOT NULL AND received_at < :before"
+        ),
+        {"provider_id": provider_id, "before": _stored_time(session, before)},
+    )
+
+
+# --- the set-based part of the fold ----------------------------------------------------------
+
+# The span's events, by primary-key range; the batch ids leave out events of batches that
+# interleaved with these on PostgreSQL (ids come from one sequence) but are not folded now.
+_SPAN = "e.id BETWEEN :lo AND :hi AND e.batch_id IN :batch_ids"
+_CURRENT_CHAIN = "(a.chain_since IS NULL OR a.chain_since <= e.occurred_at)"
+
+
+def _fold_statement(hour: str, members: str, member_id: str, greatest: str) -> Any:
+    """``members``: a table of the ids on an account's path ``a.path``, one ``member_id`` a row."""
+    sql = f"""
+    INSERT INTO usage_rollups (meter_id, kind, subject_id, hour, provider_id, account_id, total, peak, events)
+    SELECT meter_id, kind, subject_id, hour, :provider_id, min(owner), sum(quantity), max(quantity), count(*)
+    FROM (
+        SELECT e.meter_id AS meter_id, '{ACCOUNT}' AS kind, e.account_id AS subject_id, {hour} AS hour,
+               e.account_id AS owner, e.quantity AS quantity
+        FROM usage_events AS e WHERE {_SPAN}
+        UNION ALL
+        SELECT e.meter_id, '{SERVICE}', e.service_id, {hour}, e.account_id, e.quantity
+        FROM usage_events AS e WHERE {_SPAN} AND e.service_id IS NOT NULL
+        UNION ALL
+        SELECT e.meter_id, '{SUBTREE}', {member_id}, {hour}, {member_id}, e.quantity
+        FROM usage_events AS e JOIN accounts AS a ON a.id = e.account_id CROSS JOIN {members}
+        WHERE {_SPAN} AND {_CURRENT_CHAIN}
+    ) AS d
+    GROUP BY meter_id, kind, subject_id, hour
+    ORDER BY meter_id, kind, subject_id, hour
+    ON CONFLICT (meter_id, kind, subject_id, hour) DO UPDATE
+    SET total = usage_rollups.total + excluded.total,
+        peak = {greatest}(usage_rollups.peak, excluded.peak),
+        events = usage_rollups.events + excluded.events
+    """
+    return text(sql).bindparams(bindparam("batch_ids", expanding=True))
+
+
+_SQLITE_FOLD = _fold_statement(
+    hour="substr(e.occurred_at, 1, 13) || ':00:00.000000'",
+    members="json_each('[' || replace(trim(a.path, '/'), '/', ',') || ']') AS m",
+    member_id="CAST(m.value AS INTEGER)",
+    greatest="max",
+)
+_PG_FOLD = _fold_statement(
+    hour="date_trunc('hour', e.occurred_at, 'UTC')",
+    members="LATERAL unnest(string_to_array(trim(both '/' from a.path), '/')) AS m(member)",
+    member_id="CAST(m.member AS bigint)",
+    greatest="greatest",
+)
+
+
+async def fold_sums(session: AsyncSession, provider_id: int, span: Span) -> None:
+    """Add the span's events to their service's and account's hourly rows, and to the
+    subtree rows along their account's path where that chain has held since the usage."""
+    if _is_postgres(session):
+        # Grouping a fold's rows in memory rather than in temporary files on disk.
+        await session.execute(text("SET LOCAL work_mem = '64MB'"))
+        await session.execute(_PG_FOLD, {**span.params(), "provider_id": provider_id})
+    else:
+        await session.execute(_SQLITE_FOLD, {**span.params(), "provider_id": provider_id})
+
+
+# --- what the fold leaves to Python ----------------------------------------------------------
+
+
+class LooseEvent(NamedTuple):
+    """An event with what placing it needs: its account's path now, and since when that
+    path has held."""
+
+    meter_id: int
+    account_id: int
+    service_id: int | None
+    quantity: int
+    occurred_at: datetime
+    properties: dict[str, Any] | None
+    path: str
+    chain_since: datetime | None
+
+    @property
+    def chain_is_current(self) -> bool:
+        return self.chain_since is None or self.chain_since <= self.occurred_at
+
+
+def _loose(row: Any) -> LooseEvent:
+    properties = row.properties
+    if isinstance(properties, str):  # SQLite hands JSON back as text
+        properties = json.loads(properties)
+    return LooseEvent(
+        row.meter_id,
+        row.account_id,
+        row.service_id,
+        int(row.quantity),
+        _as_instant(row.occurred_at),
+        properties,
+        row.path,
+        None if row.chain_since is None else _as_instant(row.chain_since),
+    )
+
+
+_LOOSE_COLUMNS = (
+    "e.meter_id, e.account_id, e.service_id, e.quantity, e.occurred_at, e.properties, a.path, a.chain_since"
+)
+
+
+async def moved_chain_events(session: AsyncSession, span: Span) -> list[LooseEvent]:
+    """The span's events whose account's chain changed after the usage happened."""
+    rows = await session.execute(
+        text(
+            f"SELECT {_LOOSE_COLUMNS} FROM usage_events AS e JOIN accounts AS a ON a.id = e.account_id "
+            f"WHERE {_SPAN} AND a.chain_since > e.occurred_at"
+        ).bindparams(bindparam("batch_ids", expanding=True)),
+        span.params(),
+    )
+    return [_loose(r) for r in rows]
+
+
+async def events_of_meters(session: AsyncSession, span: Span, meter_ids: Sequence[int]) -> list[LooseEvent]:
+    rows = await session.execute(
+        text(
+            f"SELECT {_LOOSE_COLUMNS} FROM usage_events AS e JOIN accounts AS a ON a.id = e.account_id "
+            f"WHERE {_SPAN} AND e.meter_id IN :meter_ids"
+        ).bindparams(bindparam("batch_ids", expanding=True), bindparam("meter_ids", expanding=True)),
+        {**span.params(), "meter_ids": list(meter_ids)},
+    )
+    return [_loose(r) for r in rows]
+
+
+_CAPPED_PLAN = "p.data_cap_bytes IS NOT NULL AND p.cap_action IS NOT NULL"
+
+
+async def has_capped_services(session: AsyncSession, provider_id: int) -> bool:
+    row = await session.execute(
+        text(
+            "SELECT 1 FROM services AS s JOIN plans AS p ON p.id = s.plan_id "
+            f"WHERE s.provider_id = :provider_id AND s.status <> 'archived' AND {_CAPPED_PLAN} LIMIT 1"
+        ),
+        {"provider_id": provider_id},
+    )
+    return row.first() is not None
+
+
+async def capped_usage_events(
+    session: AsyncSession, provider_id: int, span: Span, meter_ids: Sequence[int]
+) -> list[LooseEvent]:
+    """The span's events of these meters that some cap may count: on a service with a cap
+    of its own, below an account holding a pooled cap, or dated before a move."""
+    if _is_postgres(session):
+        under_pool = (
+            "CAST(string_to_array(trim(both '/' from a.path), '/') AS bigint[]) "
+            "&& ARRAY(SELECT account_id FROM pools)"
+        )
+    else:
+        under_pool = (
+            "EXISTS (SELECT 1 FROM json_each('[' || replace(trim(a.path, '/'), '/', ',') || ']') AS m "
+            "WHERE m.value IN (SELECT account_id FROM pools))"
+        )
+    rows = await session.execute(
+        text(
+            f"""
+            WITH capped AS (
+                SELECT s.id, s.account_id, p.pooled_cap FROM services AS s JOIN plans AS p ON p.id = s.plan_id
+                WHERE s.provider_id = :provider_id AND s.status <> 'archived' AND {_CAPPED_PLAN}
+            ), pools AS (SELECT account_id FROM capped WHERE pooled_cap)
+            SELECT {_LOOSE_COLUMNS} FROM usage_events AS e JOIN accounts AS a ON a.id = e.account_id
+            WHERE {_SPAN} AND e.meter_id IN :meter_ids AND (
+                e.service_id IN (SELECT id FROM capped WHERE NOT pooled_cap)
+                OR a.chain_since > e.occurred_at
+                OR {under_pool}
+            )
+            """
+        ).bindparams(bindparam("batch_ids", expanding=True), bindparam("meter_ids", expanding=True)),
+        {**span.params(), "meter_ids": list(meter_ids), "provider_id": provider_id},
+    )
+    return [_loose(r) for r in rows]
+
+
+# --- reads that count what is still pending --------------------------------------------------
+
+
+class HourRow(NamedTuple):
+    """An hourly rollup row, or one pending event (a row of its own until it is folded)."""
+
+    at: datetime
+    total: int
+    peak: int
+    events: int
+    pending: LooseEvent | None
+
+
+def _subject_match(kind: str) -> str:
+    if kind == SERVICE:
+        return "e.service_id = :subject_id"
+    if kind == ACCOUNT:
+        return "e.account_id = :subject_id"
+    # Below the subject today, on a chain unchanged since; or placed by history in Python.
+    return (
+        f"(({_CURRENT_CHAIN} AND a.path >= :subject_path AND a.path < :subject_upper) "
+        "OR a.chain_since > e.occurred_at)"
+    )
+
+
+async def hourly_with_pending(
+    session: AsyncSession,
+    provider_id: int,
+    meter_id: int,
+    kind: str,
+    subject_id: int,
+    subject_path: str | None,
+    start: datetime,
+    end: datetime,
+) -> list[HourRow]:
+    """The subject's rollup rows in [start, end) and, read in the same statement (so a fold
+    in between cannot count an event twice or not at all), the pending events that may
+    belong to them. A pending subtree candidate dated before a move is for the caller to
+    place along the link history."""
+    params: dict[str, Any] = {
+        "provider_id": provider_id,
+        "meter_id": meter_id,
+        "kind": kind,
+        "subject_id": subject_id,
+        "start": _stored_time(session, start),
+        "end": _stored_time(session, end),
+    }
+    if kind == SUBTREE:
+        assert subject_path is not None
+        params.update(subject_path=subject_path, subject_upper=subject_path[:-1] + "0")
+    rows = await session.execute(
+        text(
+            f"""
+            SELECT 0 AS pending, r.hour AS at, r.total AS total, r.peak AS peak, r.events AS events,
+                   NULL AS meter_id, NULL AS account_id, NULL AS service_id, NULL AS quantity,
+                   NULL AS occurred_at, NULL AS properties, NULL AS path, NULL AS chain_since
+            FROM usage_rollups AS r
+            WHERE r.meter_id = :meter_id AND r.kind = :kind AND r.subject_id = :subject_id
+              AND r.hour >= :start AND r.hour < :end
+            UNION ALL
+            SELECT 1, e.occurred_at, e.quantity, e.quantity, 1, {_LOOSE_COLUMNS}
+            FROM usage_batches AS b
+            JOIN usage_events AS e ON e.id BETWEEN b.first_event_id AND b.last_event_id AND e.batch_id = b.id
+            JOIN accounts AS a ON a.id = e.account_id
+            WHERE b.provider_id = :provider_id AND b.folded_at IS NULL
+              AND e.meter_id = :meter_id AND e.occurred_at >= :start AND e.occurred_at < :end
+              AND {_subject_match(kind)}
+            """
+        ),
+        params,
+    )
+    found: list[HourRow] = []
+    for row in rows:
+        if row.pending:
+            loose = _loose(row)
+            found.append(HourRow(loose.occurred_at, loose.quantity, loose.quantity, 1, loose))
+        else:
+            found.append(HourRow(_as_instant(row.at), int(row.total), int(row.peak), int(row.events), None))
+    return found
+
+
+async def pending_of_meter(
+    session: AsyncSession,
+    provider_id: int,
+    meter_id: int,
+    kind: str,
+    subject_id: int,
+    subject_path: str | None,
+    start: datetime,
+    end: datetime,
+) -> list[LooseEvent]:
+    """Pending events of one meter that may belong to the subject, for distinct counts."""
+    params: dict[str, Any] = {
+        "provider_id": provider_id,
+        "meter_id": meter_id,
+        "subject_id": subject_id,
+        "start": _stored_time(session, start),
+        "end": _stored_time(session, end),
+    }
+    if kind == SUBTREE:
+        assert subject_path is not None
+        params.update(subject_path=subject_path, subject_upper=subject_path[:-1] + "0")
+    rows = await session.execute(
+        text(
+            f"""
+            SELECT {_LOOSE_COLUMNS}
+            FROM usage_batches AS b
+            JOIN usage_events AS e ON e.id BETWEEN b.first_event_id AND b.last_event_id AND e.batch_id = b.id
+            JOIN accounts AS a ON a.id = e.account_id
+            WHERE b.provider_id = :provider_id AND b.folded_at IS NULL
+              AND e.meter_id = :meter_id AND e.occurred_at >= :start AND e.occurred_at < :end
+              AND {_subject_match(kind)}
+            """
+        ),
+        params,
+    )
+    return [_loose(r) for r in rows]

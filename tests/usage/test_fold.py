@@ -1,0 +1,283 @@
+"""The fold: ingest stores batches, the fold adds each to the rollups exactly once, and
+answers count what is still pending so they are exact either way."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from boughs.accounts import service as accounts
+from boughs.accounts.models import Account
+from boughs.config import Settings
+from boughs.db import Database
+from boughs.jobs.runtime import JobRuntime
+from boughs.kit.clock import FrozenClock
+from boughs.usage import fold, fold_repository, repository
+from boughs.usage import service as usage
+from boughs.usage.models import UsageBatch, UsageRollup, UsageUniqueValue
+from boughs.usage.repository import NewEvent
+from boughs.usage.schemas import Granularity, UsageScope
+from tests.conftest import START
+from tests.usage.support import (
+    event,
+    new_account,
+    new_meter,
+    new_plan,
+    new_service,
+    rollup_totals,
+    send,
+    statuses,
+)
+
+EARLIER = START - timedelta(hours=2)
+
+
+@dataclass
+class World:
+    top: int
+    mid: int
+    leaf: int
+    side: int
+    service: int
+    data: int
+    devices: int
+
+
+@pytest.fixture
+async def world(ctx_factory: Any, clock: FrozenClock) -> World:
+    clock.set(START - timedelta(days=2))
+    async with ctx_factory() as ctx:
+        top = await new_account(ctx, "Top")
+        mid = await new_account(ctx, "Mid", top)
+        leaf = await new_account(ctx, "Leaf", mid)
+        side = await new_account(ctx, "Side", top)
+        service = await new_service(ctx, leaf, await new_plan(ctx), login="leaf-login")
+        data = await new_meter(ctx, "data")
+        devices = await new_meter(ctx, "devices", "unique_count", unit="devices", unique_property="device")
+    clock.set(START)
+    return World(top, mid, leaf, side, service, data, devices)
+
+
+async def answer(ctx_factory: Any, account_id: int, meter: str, scope: UsageScope, start: datetime) -> Any:
+    async with ctx_factory() as ctx:
+        return await usage.account_usage(ctx, account_id, meter, start, START, Granularity.hour, scope)
+
+
+async def pending_batches(ctx_factory: Any) -> int:
+    async with ctx_factory() as ctx:
+        return (await fold_repository.pending_count(ctx.session, ctx.provider_id))[0]
+
+
+async def test_answers_count_pending_events_and_the_fold_adds_each_once(
+    ctx_factory: Any, world: World
+) -> None:
+    async with ctx_factory() as ctx:
+        results = await send(
+            ctx,
+            [
+                event("a", "10", EARLIER, login="leaf-login", properties={"device": "x"}),
+                event("b", "5", EARLIER + timedelta(minutes=5), account_id=world.leaf),
+                event("c", "7", EARLIER, account_id=world.side),
+                event("d", "1", EARLIER, "devices", account_id=world.leaf, properties={"device": "x"}),
+                event("e", "1", EARLIER, "devices", account_id=world.side, properties={"device": "y"}),
+            ],
+        )
+        assert statuses(results) == ["accepted"] * 5
+        # Stored, but not in the rollups yet.
+        assert await ctx.session.scalar(select(func.count()).select_from(UsageRollup)) == 0
+    assert await pending_batches(ctx_factory) == 1
+
+    async def check() -> None:
+        top = await answer(ctx_factory, world.top, "data", UsageScope.subtree, EARLIER)
+        assert (top.quantity, top.events) == ("22", 3)
+        assert [b.quantity for b in top.buckets] == ["22", "0"]
+        assert (await answer(ctx_factory, world.leaf, "data", UsageScope.self, EARLIER)).quantity == "15"
+        assert (await answer(ctx_factory, world.mid, "data", UsageScope.self, EARLIER)).quantity == "0"
+        assert (await answer(ctx_factory, world.mid, "data", UsageScope.subtree, EARLIER)).quantity == "15"
+        async with ctx_factory() as ctx:
+            service = await usage.service_usage(ctx, world.service, "data", EARLIER, START, Granularity.day)
+        assert (service.quantity, service.events) == ("10", 1)
+        devices = await answer(ctx_factory, world.top, "devices", UsageScope.subtree, EARLIER)
+        assert (devices.quantity, devices.events) == ("2", 2)
+
+    await check()
+    async with ctx_factory() as ctx:
+        assert await fold.catch_up(ctx) == 5
+        assert await fold.catch_up(ctx) == 0  # nothing is folded twice
+    assert await pending_batches(ctx_factory) == 0
+    await check()
+    async with ctx_factory() as ctx:
+        totals = await rollup_totals(ctx, world.data)
+        assert totals[("subtree", world.top)] == (22, 10, 3)
+        assert totals[("subtree", world.leaf)] == (15, 10, 2)
+        assert totals[("service", world.service)] == (10, 10, 1)
+        assert ("subtree", world.side) in totals and ("subtree", world.mid) in totals
+        values = set(
+            await ctx.session.execute(
+                select(UsageUniqueValue.kind, UsageUniqueValue.subject_id, UsageUniqueValue.value).where(
+                    UsageUniqueValue.meter_id == world.devices
+                )
+            )
+        )
+        assert ("subtree", world.top, "x") in values and ("subtree", world.top, "y") in values
+        assert ("account", world.leaf, "x") in values and ("subtree", world.mid, "y") not in values
+
+
+async def test_a_batch_of_nothing_new_leaves_nothing_to_fold(ctx_factory: Any, world: World) -> None:
+    async with ctx_factory() as ctx:
+        await send(ctx, [event("a", "1", EARLIER, account_id=world.leaf)])
+        await fold.catch_up(ctx)
+    async with ctx_factory() as ctx:
+        assert statuses(await send(ctx, [event("a", "1", EARLIER, account_id=world.leaf)])) == ["duplicate"]
+        assert statuses(await send(ctx, [event("z", "1", EARLIER, account_id=10**9)])) == ["rejected"]
+    async with ctx_factory() as ctx:
+        assert await ctx.session.scalar(select(func.count()).select_from(UsageBatch)) == 1
+    assert await pending_batches(ctx_factory) == 0
+
+
+async def test_usage_dated_before_a_move_and_folded_after_it_pools_where_it_happened(
+    ctx_factory: Any, world: World, clock: FrozenClock
+) -> None:
+    """Taken before the move, folded after it: the fold follows the link history, not the
+    tree it finds."""
+    before, moved_at, after = (
+        START - timedelta(hours=5),
+        START - timedelta(hours=3),
+        START - timedelta(hours=1),
+    )
+    clock.set(moved_at - timedelta(minutes=1))
+    async with ctx_factory() as ctx:
+        await send(ctx, [event("before", "100", before, account_id=world.leaf)])
+    clock.set(moved_at)
+    async with ctx_factory() as ctx:
+        await accounts.move(ctx, world.leaf, world.side)
+    clock.set(START)
+    async with ctx_factory() as ctx:
+        await send(
+            ctx,
+            [
+                event("late-before", "10", before, account_id=world.leaf),  # reported after, dated before
+                event("after", "1", after, account_id=world.leaf),
+            ],
+        )
+        leaf = await ctx.session.get(Account, world.leaf)
+        assert leaf is not None and leaf.chain_since == moved_at
+
+    async def check() -> None:
+        window = START - timedelta(hours=6)
+        mid = await answer(ctx_factory, world.mid, "data", UsageScope.subtree, window)
+        side = await answer(ctx_factory, world.side, "data", UsageScope.subtree, window)
+        top = await answer(ctx_factory, world.top, "data", UsageScope.subtree, window)
+        assert (mid.quantity, side.quantity, top.quantity) == ("110", "1", "111")
+
+    await check()  # all three pending
+    async with ctx_factory() as ctx:
+        assert await fold.catch_up(ctx) == 3
+    await check()
+    async with ctx_factory() as ctx:
+        totals = await rollup_totals(ctx, world.data)
+    assert totals[("subtree", world.mid)] == (110, 100, 2)
+    assert totals[("subtree", world.side)] == (1, 1, 1)
+    assert totals[("subtree", world.leaf)] == (111, 100, 3)
+
+
+async def test_deleting_an_account_keeps_its_pending_usage_in_its_ancestors(
+    ctx_factory: Any, world: World
+) -> None:
+    async with ctx_factory() as ctx:
+        await send(ctx, [event("gone-soon", "40", EARLIER, account_id=world.side)])
+    async with ctx_factory() as ctx:
+        await accounts.delete(ctx, world.side)
+    async with ctx_factory() as ctx:
+        top = await usage.account_usage(
+            ctx, world.top, "data", EARLIER, START, Granularity.day, UsageScope.subtree
+        )
+        assert top.quantity == "40"
+        # Its own rows went with it.
+        left = await ctx.session.execute(
+            select(UsageRollup.kind, UsageRollup.subject_id).where(UsageRollup.account_id == world.side)
+        )
+        assert left.all() == []
+
+
+# SQLite takes one writer at a time: batches never interleave there.
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_batches_interleaving_on_postgres_are_each_folded_once(
+    ctx_factory: Any, world: World, db: Database
+) -> None:
+    """PostgreSQL hands out event ids from one sequence: a batch's id range can hold another
+    batch's events, and batches commit out of order. Each is folded once, alone."""
+    provider_id = await _provider_of(ctx_factory)
+
+    def rows(*keys: str) -> list[NewEvent]:
+        return [
+            NewEvent(key, world.data, world.leaf, None, 1, EARLIER, START, f"print-{key}", False, None)
+            for key in keys
+        ]
+
+    first_done = asyncio.Event()
+    second_done = asyncio.Event()
+
+    async def first() -> None:
+        async with db.transaction() as session:
+            batch = await fold_repository.open_batch(session, provider_id, START)
+            early = await repository.insert_new_events(session, provider_id, batch, rows("f1", "f2"))
+            first_done.set()
+            await second_done.wait()  # the second batch takes ids meanwhile, and commits first
+            late = await repository.insert_new_events(session, provider_id, batch, rows("f3"))
+            await fold_repository.close_batch(session, batch, [*early.values(), *late.values()])
+
+    async def second() -> None:
+        await first_done.wait()
+        async with db.transaction() as session:
+            batch = await fold_repository.open_batch(session, provider_id, START)
+            ids = await repository.insert_new_events(
+                session, provider_id, batch, rows("s1", "s2", "s3", "s4")
+            )
+            await fold_repository.close_batch(session, batch, list(ids.values()))
+        async with ctx_factory() as ctx:
+            assert await fold.catch_up(ctx) == 4  # the first batch is not committed yet
+        second_done.set()
+
+    await asyncio.gather(first(), second())
+    async with ctx_factory() as ctx:
+        assert await fold.catch_up(ctx) == 3
+        totals = await rollup_totals(ctx, world.data)
+    assert totals[("account", world.leaf)] == (7, 1, 7)
+
+
+async def test_an_ingest_asks_the_workers_to_fold(
+    settings: Settings, ctx_factory: Any, world: World, clock: FrozenClock
+) -> None:
+    runtime = JobRuntime(settings, clock=clock)
+    runtime.start_worker(threads=1)
+    from boughs.jobs import runtime as runtime_module
+
+    try:
+        async with ctx_factory() as ctx:
+            await send(ctx, [event("w", "3", EARLIER, account_id=world.leaf)])
+        assert runtime_module.current() is runtime
+        for _ in range(200):
+            if not await pending_batches(ctx_factory):
+                break
+            await asyncio.sleep(0.05)
+        assert await pending_batches(ctx_factory) == 0
+        async with ctx_factory() as ctx:
+            rows = await ctx.session.scalar(
+                select(func.sum(UsageRollup.total)).where(
+                    UsageRollup.kind == "subtree", UsageRollup.subject_id == world.top
+                )
+            )
+        assert rows == 3
+    finally:
+        await runtime.stop()
+
+
+async def _provider_of(ctx_factory: Any) -> int:
+    async with ctx_factory() as ctx:
+        return int(ctx.provider_id)
