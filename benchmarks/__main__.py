@@ -71,7 +71,7 @@ def main() -> None:
         "--usage-processes",
         type=int,
         default=_env_int("BOUGHS_BENCH_USAGE_PROCESSES", defaults.processes),
-        help="usage: `boughs serve --processes` (default one per core); env BOUGHS_BENCH_USAGE_PROCESSES",
+        help="usage: `boughs serve --processes` (default 1); env BOUGHS_BENCH_USAGE_PROCESSES",
     )
     parser.add_argument(
         "--billing-parents",

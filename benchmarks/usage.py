@@ -3,9 +3,11 @@
 A 10-ary tree of accounts (five levels: 111,110 accounts) is imported, with an internet
 service on every fifth account and three meters (internet bytes that count toward caps,
 voice minutes to the hundredth, API calls counted). Boughs then takes the events over
-HTTP: a real `boughs serve` process (uvicorn, one worker) on the database, fed batches of
-1,000 by concurrent clients, with idempotency (sender ids, content fingerprints) and
-rollups (service, account, and the subtree of every ancestor) on. The reference writes
+HTTP: a real `boughs serve` process (uvicorn, one worker, with its embedded job workers)
+on the database, fed batches of 1,000 by concurrent clients, with idempotency (sender ids,
+content fingerprints) and rollups (service, account, and the subtree of every ancestor)
+on: a round is timed until every batch is answered and the workers have folded it into
+the rollups. The reference writes
 the same rows with the raw engine into a scratch table of the same shape (the columns,
 unique key, indexes and foreign keys of ``usage_events``), in the same batches, a
 transaction each: COPY through psycopg on PostgreSQL, with as many writers as there are
@@ -95,8 +97,9 @@ class Sizes:
     clients: int = 4
     batch: int = 1000
     rounds: int = 10
-    # `boughs serve --processes`: one per core, as an operator runs it.
-    processes: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # `boughs serve --processes`: more than one only pays with cores to spare; on two cores
+    # the server, its workers, the database and the clients already share them.
+    processes: int = 1
     # An internet service on every n-th account.
     service_every: int = 5
     repeat: int = 20

@@ -26,7 +26,7 @@ from boughs.authz.scope import Scope
 from boughs.catalog.models import IpPool, Offer, Plan, Port, Router
 from boughs.kit.paths import ids_of
 from boughs.kit.types import storable_id
-from boughs.services.models import Service, ServiceScheduledChange, ServiceStatus
+from boughs.services.models import Service, ServiceScheduledChange, is_live
 
 Owned = TypeVar("Owned", IpPool, Port)
 Row = TypeVar("Row", Plan, Router, IpPool, Port)
@@ -274,7 +274,7 @@ async def live_addresses(session: AsyncSession, provider_id: int) -> list[str]:
         select(Service.ipv4_address).where(
             Service.provider_id == provider_id,
             Service.ipv4_address.is_not(None),
-            Service.status != ServiceStatus.archived.value,
+            is_live(),
         )
     )
     return [row[0] for row in result.all() if row[0] is not None]

@@ -13,7 +13,7 @@ from sqlalchemy.orm import InstrumentedAttribute, aliased
 from boughs.accounts.models import Account
 from boughs.authz.scope import Scope
 from boughs.catalog.models import Plan, PlanKind
-from boughs.services.models import Service, ServiceStatus
+from boughs.services.models import Service, is_live
 
 # A plan that lets a subscriber bring a second device along (a "dual device" hotspot plan).
 COMPANION_ALLOWANCE = 2
@@ -34,7 +34,7 @@ class ConnectionService:
 
 def _live_internet() -> Any:
     return and_(
-        Service.status != ServiceStatus.archived.value,
+        is_live(),
         Plan.kind == PlanKind.internet.value,
     )
 

@@ -22,6 +22,7 @@ from boughs.services.models import (
     ServiceStatus,
     ServiceStatusChange,
     StatusReason,
+    is_live,
 )
 
 
@@ -76,7 +77,7 @@ async def live_holder(
     stmt = select(Service).where(
         Service.provider_id == provider_id,
         attribute == value,
-        Service.status != ServiceStatus.archived.value,
+        is_live(),
     )
     if except_id is not None:
         stmt = stmt.where(Service.id != except_id)

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from boughs.accounts.models import Account
 from boughs.accounts.repository import in_subtree
 from boughs.catalog.models import Plan
-from boughs.services.models import Service, ServiceStatus
+from boughs.services.models import Service, is_live
 from boughs.usage.models import CapAlert, CapUsage, TopUp
 from boughs.usage.repository import chunks, dialect_insert
 
@@ -183,7 +183,7 @@ async def capped_services(
         .join(Account, Account.id == Service.account_id)
         .where(
             Service.provider_id == provider_id,
-            Service.status != ServiceStatus.archived.value,
+            is_live(),
             Plan.data_cap_bytes.is_not(None),
             Plan.cap_action.is_not(None),
             or_(*conditions),
@@ -231,7 +231,7 @@ async def pool_members(
             Account.provider_id == provider_id,
             in_subtree(path),
             Service.provider_id == provider_id,
-            Service.status != ServiceStatus.archived.value,
+            is_live(),
             member,
         )
         .order_by(Service.id)
