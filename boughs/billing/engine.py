@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -47,10 +48,14 @@ KIND_ORDER = {
 }
 
 
+@lru_cache(maxsize=4096)
 def midnight(day: date, zone: ZoneInfo) -> datetime:
+    """The instant a local day begins. Cached: a run asks for the same few days of its
+    periods tens of thousands of times."""
     return datetime.combine(day, datetime.min.time(), zone).astimezone(UTC)
 
 
+@lru_cache(maxsize=4096)
 def days_within(start: datetime, end: datetime, zone: ZoneInfo) -> tuple[date, date] | None:
     """The local days whose midnight falls in [start, end): a day belongs to whoever held it
     when it began."""

@@ -8,7 +8,19 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, Table, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.accounts import bulk_repository as bulk
@@ -27,6 +39,7 @@ from boughs.billing.models import (
 )
 from boughs.catalog.models import Plan
 from boughs.kit.paths import ids_of
+from boughs.kit.sql import one_of
 from boughs.providers.models import Provider
 from boughs.services.models import (
     ScheduledChangeState,
@@ -40,12 +53,6 @@ from boughs.usage.models import Meter, UsageEvent, UsageRollup, UsageUniqueValue
 
 INVOICES = cast(Table, Invoice.__table__)
 LINES = cast(Table, InvoiceLine.__table__)
-IN_CHUNKS = 900  # ids per IN list: under SQLite's parameter limit with room to spare
-
-
-def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
-    for start in range(0, len(ids), IN_CHUNKS):
-        yield ids[start : start + IN_CHUNKS]
 
 
 # --- bill runs -------------------------------------------------------------------------------
@@ -199,10 +206,9 @@ async def accounts_with_subtrees(
 
 
 async def accounts_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, Account]:
-    wanted = sorted(set(ids))
     found: dict[int, Account] = {}
-    for chunk in _chunks(wanted):
-        for account in await session.scalars(select(Account).where(Account.id.in_(chunk))):
+    for condition in one_of(session, Account.id, sorted(set(ids))):
+        for account in await session.scalars(select(Account).where(condition)):
             found[account.id] = account
     return found
 
@@ -211,11 +217,11 @@ async def links_overlapping(
     session: AsyncSession, account_ids: Sequence[int], start: datetime, end: datetime
 ) -> dict[int, list[AccountLink]]:
     found: dict[int, list[AccountLink]] = defaultdict(list)
-    for chunk in _chunks(sorted(set(account_ids))):
+    for condition in one_of(session, AccountLink.child_id, sorted(set(account_ids))):
         rows = await session.scalars(
             select(AccountLink)
             .where(
-                AccountLink.child_id.in_(chunk),
+                condition,
                 AccountLink.valid_from < end,
                 or_(AccountLink.valid_to.is_(None), AccountLink.valid_to > start),
             )
@@ -238,14 +244,14 @@ async def services_billable(
 ) -> list[Service]:
     """Services that may owe something for [start, end]: started by its end, not ended before it."""
     found: list[Service] = []
-    for chunk in _chunks(sorted(set(account_ids))):
+    for condition in one_of(session, Service.account_id, sorted(set(account_ids))):
         rows = await session.scalars(
             select(Service)
             .where(
-                Service.account_id.in_(chunk),
+                condition,
                 Service.start_date <= end,
                 or_(Service.end_date.is_(None), Service.end_date >= start),
-                Service.status != ServiceStatus.pending.value,
+                Service.status != literal_column(f"'{ServiceStatus.pending.value}'"),
             )
             .order_by(Service.id)
         )
@@ -254,10 +260,9 @@ async def services_billable(
 
 
 async def plans_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, Plan]:
-    wanted = sorted(set(ids))
     found: dict[int, Plan] = {}
-    for chunk in _chunks(wanted):
-        for plan in await session.scalars(select(Plan).where(Plan.id.in_(chunk))):
+    for condition in one_of(session, Plan.id, sorted(set(ids))):
+        for plan in await session.scalars(select(Plan).where(condition)):
             found[plan.id] = plan
     return found
 
@@ -271,11 +276,9 @@ async def _by_service(
 ) -> dict[int, list[Any]]:
     """Rows of ``model`` for these services, grouped by service, in ``order_by`` within each."""
     found: dict[int, list[Any]] = defaultdict(list)
-    for chunk in _chunks(sorted(set(service_ids))):
+    for condition in one_of(session, model.service_id, sorted(set(service_ids))):
         rows = await session.scalars(
-            select(model)
-            .where(model.service_id.in_(chunk), *conditions)
-            .order_by(model.service_id, *order_by)
+            select(model).where(condition, *conditions).order_by(model.service_id, *order_by)
         )
         for row in rows:
             found[row.service_id].append(row)
@@ -347,7 +350,7 @@ async def measures(
 ) -> dict[int, Measure]:
     """Each subject's total, peak and event count of one meter over [start, end), from the rollups."""
     found: dict[int, Measure] = {}
-    for chunk in _chunks(sorted(set(subject_ids))):
+    for condition in one_of(session, UsageRollup.subject_id, sorted(set(subject_ids))):
         rows = await session.execute(
             select(
                 UsageRollup.subject_id,
@@ -358,7 +361,7 @@ async def measures(
             .where(
                 UsageRollup.meter_id == meter_id,
                 UsageRollup.kind == kind,
-                UsageRollup.subject_id.in_(chunk),
+                condition,
                 UsageRollup.hour >= start,
                 UsageRollup.hour < end,
             )
@@ -378,13 +381,13 @@ async def distinct_counts(
     end: datetime,
 ) -> dict[int, int]:
     found: dict[int, int] = {}
-    for chunk in _chunks(sorted(set(subject_ids))):
+    for condition in one_of(session, UsageUniqueValue.subject_id, sorted(set(subject_ids))):
         rows = await session.execute(
             select(UsageUniqueValue.subject_id, func.count(func.distinct(UsageUniqueValue.value)))
             .where(
                 UsageUniqueValue.meter_id == meter_id,
                 UsageUniqueValue.kind == kind,
-                UsageUniqueValue.subject_id.in_(chunk),
+                condition,
                 UsageUniqueValue.hour >= start,
                 UsageUniqueValue.hour < end,
             )
@@ -411,7 +414,7 @@ async def late_usage(
 ) -> list[LateUsage]:
     """Late events not yet billed as an adjustment, per account, service and meter."""
     found: list[LateUsage] = []
-    for chunk in _chunks(sorted(set(account_ids))):
+    for condition in one_of(session, UsageEvent.account_id, sorted(set(account_ids))):
         rows = await session.execute(
             select(
                 UsageEvent.account_id,
@@ -423,7 +426,7 @@ async def late_usage(
                 func.max(UsageEvent.occurred_at),
             )
             .where(
-                UsageEvent.account_id.in_(chunk),
+                condition,
                 UsageEvent.late,
                 UsageEvent.late_invoice_id.is_(None),
                 UsageEvent.received_at <= received_before,
@@ -438,11 +441,11 @@ async def late_usage(
 async def mark_late_billed(
     session: AsyncSession, invoice_id: int, account_ids: Sequence[int], received_before: datetime
 ) -> None:
-    for chunk in _chunks(sorted(set(account_ids))):
+    for condition in one_of(session, UsageEvent.account_id, sorted(set(account_ids))):
         await session.execute(
             update(UsageEvent)
             .where(
-                UsageEvent.account_id.in_(chunk),
+                condition,
                 UsageEvent.late,
                 UsageEvent.late_invoice_id.is_(None),
                 UsageEvent.received_at <= received_before,
@@ -452,11 +455,11 @@ async def mark_late_billed(
 
 
 async def mark_usage_billed(session: AsyncSession, account_ids: Sequence[int], until: datetime) -> None:
-    for chunk in _chunks(sorted(set(account_ids))):
+    for condition in one_of(session, Account.id, sorted(set(account_ids))):
         await session.execute(
             update(Account)
             .where(
-                Account.id.in_(chunk),
+                condition,
                 or_(Account.usage_billed_until.is_(None), Account.usage_billed_until < until),
             )
             .values(usage_billed_until=until)
@@ -471,11 +474,11 @@ async def billed_owners(
 ) -> dict[int, Invoice]:
     """The invoices already made for these owners and this period (drafts and issued ones)."""
     found: dict[int, Invoice] = {}
-    for chunk in _chunks(sorted(set(owner_ids))):
+    for condition in one_of(session, Invoice.owner_account_id, sorted(set(owner_ids))):
         rows = await session.scalars(
             select(Invoice).where(
                 Invoice.provider_id == provider_id,
-                Invoice.owner_account_id.in_(chunk),
+                condition,
                 Invoice.period_end == period_end,
                 Invoice.status.in_(BILLED),
             )
@@ -585,12 +588,12 @@ async def previews_of(session: AsyncSession, run_id: int) -> list[Invoice]:
 
 
 async def delete_previews(session: AsyncSession, run_id: int, owner_ids: Sequence[int]) -> None:
-    for chunk in _chunks(sorted(set(owner_ids))):
+    for condition in one_of(session, Invoice.owner_account_id, sorted(set(owner_ids))):
         await session.execute(
             delete(Invoice).where(
                 Invoice.bill_run_id == run_id,
                 Invoice.status == InvoiceStatus.preview.value,
-                Invoice.owner_account_id.in_(chunk),
+                condition,
             )
         )
 

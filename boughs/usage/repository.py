@@ -13,12 +13,10 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
-    ColumnElement,
     Row,
     Select,
     String,
     and_,
-    bindparam,
     delete,
     func,
     or_,
@@ -31,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from boughs.accounts.models import Account, AccountLink
 from boughs.authz.scope import Scope
 from boughs.db import driver_sql
+from boughs.kit.sql import one_of
 from boughs.kit.types import storable_id
 from boughs.services.models import Service, is_live
 from boughs.usage.models import (
@@ -172,22 +171,11 @@ class Subject:
 _ACCOUNT_COLUMNS = (Account.id, Account.path, Account.usage_billed_until)
 
 
-def _one_of(session: AsyncSession, column: Any, values: Sequence[Any]) -> list[ColumnElement[bool]]:
-    """``column`` in ``values``: on PostgreSQL one condition on an array (a statement
-    prepared once, whatever the number), as rows to look up one by one (a plan cached for
-    "any of an array" once guessed a scan of every service, forty times slower); on
-    SQLite conditions of CHUNK values each."""
-    if _is_postgres(session):
-        array = bindparam("wanted", list(values), type_=postgresql.ARRAY(column.type))
-        return [column.in_(select(func.unnest(array)).scalar_subquery())]
-    return [column.in_(list(part)) for part in chunks(values)]
-
-
 async def _subjects(
     session: AsyncSession, statement: Select[Any], column: Any, values: Sequence[Any]
 ) -> list[Row[Any]]:
     found: list[Row[Any]] = []
-    for condition in _one_of(session, column, values):
+    for condition in one_of(session, column, values):
         found += (await session.execute(statement.where(condition))).all()
     return found
 

@@ -1,5 +1,5 @@
 """Usage batches folded into the rollups after ingest; when each account's chain last changed;
-rollups without foreign keys
+rollups without foreign keys, their key covering the measures on PostgreSQL
 
 Revision ID: 0009
 Revises: 0008
@@ -64,6 +64,12 @@ def upgrade() -> None:
             for column, referred in FOREIGN_KEYS:
                 batch_op.drop_constraint(f"fk_{table}_{column}_{referred}", type_="foreignkey")
             batch_op.drop_index(f"ix_{table}_account_id")
+    if op.get_bind().dialect.name == "postgresql":
+        # Bill runs sum a subject's hours from the key alone.
+        op.execute(
+            "ALTER TABLE usage_rollups DROP CONSTRAINT pk_usage_rollups, ADD CONSTRAINT pk_usage_rollups "
+            "PRIMARY KEY (meter_id, kind, subject_id, hour) INCLUDE (total, peak, events)"
+        )
 
 
 def _backfill_chain_since() -> None:
@@ -88,6 +94,11 @@ def _backfill_chain_since() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "ALTER TABLE usage_rollups DROP CONSTRAINT pk_usage_rollups, ADD CONSTRAINT pk_usage_rollups "
+            "PRIMARY KEY (meter_id, kind, subject_id, hour)"
+        )
     for table in ROLLUP_TABLES:
         with op.batch_alter_table(table) as batch_op:
             batch_op.create_index(f"ix_{table}_account_id", ["account_id"])
