@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
@@ -40,3 +42,102 @@ def test_a_model_change_without_its_migration_is_seen(database_url: str) -> None
     finally:
         engine.dispose()
     assert [d[0] for d in diff] == ["add_table"]
+
+
+def _required(table: Any, values: dict[str, Any], moment: datetime) -> dict[str, Any]:
+    """The values given, and a value of the right type for every other required column."""
+    from sqlalchemy import Boolean, DateTime, Integer
+
+    row = dict(values)
+    for column in table.columns:
+        if column.name in row or column.nullable or column.primary_key or column.server_default is not None:
+            continue
+        if isinstance(column.type, DateTime):
+            row[column.name] = moment
+        elif isinstance(column.type, Boolean):
+            row[column.name] = False
+        elif isinstance(column.type, Integer):
+            row[column.name] = 0
+        else:
+            row[column.name] = "x"
+    return row
+
+
+def test_chain_since_is_filled_from_the_moves_in_the_link_history(database_url: str) -> None:
+    """Migration 0009 records on every account below a moved one when its chain last changed."""
+    from sqlalchemy import MetaData, Table, insert, select, update
+
+    from boughs.schema import alembic_config, upgrade
+
+    created, moved, moved_again = (datetime(2026, 1, day, tzinfo=UTC) for day in (1, 10, 20))
+    # top ── mid ── leaf, and other: mid moved from other to top on day 10; leaf was placed
+    # under mid again on day 20.
+    tree = {"top": None, "other": None, "mid": "top", "leaf": "mid"}
+    history = [
+        ("top", None, created, None), ("other", None, created, None),
+        ("mid", "other", created, moved), ("mid", "top", moved, None),
+        ("leaf", "mid", created, moved_again), ("leaf", "mid", moved_again, None),
+    ]  # fmt: skip
+    command.downgrade(alembic_config(database_url), "0008")
+    engine = create_engine(sync_url(database_url))
+    try:
+        with engine.begin() as conn:
+            meta = MetaData()
+            providers, accounts, links = (
+                Table(name, meta, autoload_with=conn) for name in ("providers", "accounts", "account_links")
+            )
+            provider = conn.execute(
+                insert(providers)
+                .values(_required(providers, {"name": "Old ISP"}, created))
+                .returning(providers.c.id)
+            ).scalar_one()
+            ids: dict[str, int] = {}
+            paths: dict[str, str] = {}
+            for name, parent in tree.items():
+                values = {
+                    "provider_id": provider, "name": name, "path": "/", "depth": 0, "status": "active",
+                    "invoice_mode": "separate", "parent_access": "manage", "features": {},
+                }  # fmt: skip
+                row = _required(accounts, values, created)
+                ids[name] = conn.execute(insert(accounts).values(row).returning(accounts.c.id)).scalar_one()
+                paths[name] = f"{paths[parent] if parent else '/'}{ids[name]}/"
+                conn.execute(
+                    update(accounts)
+                    .where(accounts.c.id == ids[name])
+                    .values(
+                        path=paths[name],
+                        parent_id=ids[parent] if parent else None,
+                        root_id=ids["top"] if parent else ids[name],
+                        depth=paths[name].count("/") - 2,
+                    )
+                )
+            for child, parent, start, end in history:
+                conn.execute(
+                    insert(links).values(
+                        provider_id=provider,
+                        child_id=ids[child],
+                        parent_id=ids[parent] if parent else None,
+                        valid_from=start,
+                        valid_to=end,
+                    )
+                )
+        upgrade(database_url)
+        with engine.connect() as conn:
+            accounts = Table("accounts", MetaData(), autoload_with=conn)
+            found = {i: since for i, since in conn.execute(select(accounts.c.id, accounts.c.chain_since))}
+    finally:
+        upgrade(database_url)
+        engine.dispose()
+
+    def instant(value: Any) -> datetime | None:
+        if value is None:
+            return None
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+    assert {name: instant(found[i]) for name, i in ids.items()} == {
+        "top": None,
+        "other": None,
+        "mid": moved,
+        "leaf": moved_again,
+    }
