@@ -115,16 +115,18 @@ class Database:
         # that must agree with each other are written as one statement. SQLite
         # connections are in autocommit at the driver already (we issue BEGIN
         # ourselves); PostgreSQL reads get a pool of autocommit connections of their own.
-        self._read_options: dict[str, Any] = {}
         if self.is_sqlite:
             self.read_engine = create_async_engine(engine_url, **kwargs)
             _tune_sqlite(self.read_engine)
-            self._read_options = {"boughs_read": True}
+            # Every connection of this engine is a reader's (no BEGIN): set on the engine, so
+            # a unit of work need not ask for its connection up front.
+            read_bind = self.read_engine.execution_options(boughs_read=True)
         else:
             # Autocommit connections never hold a transaction, so the pool has none to reset.
             read_kwargs = {**kwargs, "pool_reset_on_return": None}
             self.read_engine = create_async_engine(self.url, isolation_level="AUTOCOMMIT", **read_kwargs)
-        self.read_sessionmaker = async_sessionmaker(self.read_engine, expire_on_commit=False)
+            read_bind = self.read_engine
+        self.read_sessionmaker = async_sessionmaker(read_bind, expire_on_commit=False)
         # SQLite takes one writer at a time. Writers of this process queue here, in order,
         # rather than polling the file lock with backoff (which starves some of them);
         # other processes still meet at the lock with its busy timeout.
@@ -175,8 +177,6 @@ class Database:
         """A read-only unit of work: it holds no transaction, so there is nothing to commit."""
         async with self.read_sessionmaker() as session:
             session.info["after_commit"] = []
-            if self._read_options:
-                await session.connection(execution_options=self._read_options)
             yield session
         await _run_hooks(session.info["after_commit"])
 
