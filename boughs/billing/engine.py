@@ -622,6 +622,12 @@ class Engine:
         wanted: dict[tuple[str, str], dict[tuple[datetime, datetime], set[int]]] = defaultdict(
             lambda: defaultdict(set)
         )
+        # The pieces of time spent under each pool account, found once for every pool.
+        under: dict[int, list[tuple[int, datetime, datetime, tuple[int, ...]]]] = defaultdict(list)
+        for piece in every_piece:
+            for member in piece[3]:
+                if member in pools:
+                    under[member].append(piece)
         for pool_account, entries in sorted(pools.items()):
             for sv, plan in entries:
                 for charge in plan.usage_charges:
@@ -629,13 +635,11 @@ class Engine:
                     if meter is None:
                         continue
                     # Contributors: pieces of time an account sat under this pool, not under a nearer one.
-                    contributions: list[tuple[int, datetime, datetime, tuple[int, ...]]] = []
-                    for account_id, a, b, chain in every_piece:
-                        if (
-                            pool_account in chain
-                            and self._covered(chain, meter.code, pooled_meters) == pool_account
-                        ):
-                            contributions.append((account_id, a, b, chain))
+                    contributions = [
+                        piece
+                        for piece in under[pool_account]
+                        if self._covered(piece[3], meter.code, pooled_meters) == pool_account
+                    ]
                     if plan.child_billing_mode == ChildBillingMode.child.value:
                         asked = self._per_child(owners, sv, plan, charge, meter, contributions, placement)
                     else:
