@@ -44,6 +44,28 @@ def _boughs(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
+def _serving(env: dict[str, str], port: int, *args: str) -> subprocess.Popen[bytes]:
+    """`boughs serve` on the port, once it answers /healthz."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "boughs.cli", "serve", "--port", str(port), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            server.kill()
+            output = server.communicate()[0].decode()
+            raise AssertionError(f"the server did not come up:\n{output}")
+        time.sleep(0.2)
+
+
 def test_serve_end_to_end_with_embedded_jobs(tmp_path: Path) -> None:
     env = {**os.environ, "BOUGHS_DATABASE_URL": f"sqlite:///{tmp_path / 'boughs.sqlite3'}"}
     env.pop("BOUGHS_BROKER_URL", None)
@@ -51,24 +73,9 @@ def test_serve_end_to_end_with_embedded_jobs(tmp_path: Path) -> None:
     _boughs(env, "init", "--admin-email", "owner@isp.test", "--admin-password", "Correct-Horse-9")
     token = _boughs(env, "token", "create", "--email", "owner@isp.test", "--name", "smoke").strip()
     port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "boughs.cli", "serve", "--port", str(port)],
-        env={**env, "BOUGHS_SCHEDULER_INTERVAL_SECONDS": "0.5"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    server = _serving({**env, "BOUGHS_SCHEDULER_INTERVAL_SECONDS": "0.5"}, port)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up"
-            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
-            time.sleep(0.2)
         auth = {"Authorization": f"Bearer {token}"}
         created = httpx.post(
             f"{base}/api/v1/accounts", json={"name": "Lapsed", "expiry_date": "2020-01-01"}, headers=auth
@@ -100,25 +107,10 @@ def test_serve_on_several_processes_folds_usage_with_their_workers(tmp_path: Pat
     _boughs(env, "init", "--admin-email", "owner@isp.test", "--admin-password", "Correct-Horse-9")
     token = _boughs(env, "token", "create", "--email", "owner@isp.test", "--name", "smoke").strip()
     port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "boughs.cli", "serve", "--port", str(port), "--processes", "2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    server = _serving(env, port, "--processes", "2")
     base = f"http://127.0.0.1:{port}"
     auth = {"Authorization": f"Bearer {token}"}
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up"
-            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
-            time.sleep(0.2)
         meter = {"code": "data", "name": "Data", "unit": "bytes", "aggregation": "sum"}
         assert httpx.post(f"{base}/api/v1/meters", json=meter, headers=auth).status_code == 201
         account = httpx.post(f"{base}/api/v1/accounts", json={"name": "Metered"}, headers=auth).json()["id"]

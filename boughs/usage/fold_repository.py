@@ -364,31 +364,50 @@ def _subject_match(kind: str) -> str:
     )
 
 
-async def hourly_with_pending(
-    session: AsyncSession,
-    provider_id: int,
-    meter_id: int,
-    kind: str,
-    subject_id: int,
-    subject_path: str | None,
-    start: datetime,
-    end: datetime,
-) -> list[HourRow]:
+@dataclass(frozen=True)
+class Wanted:
+    """One subject's usage of one meter in [start, end): what the reads below look for."""
+
+    provider_id: int
+    meter_id: int
+    kind: str
+    subject_id: int
+    subject_path: str | None  # a subtree's top, as its path is today
+    start: datetime
+    end: datetime
+
+    def params(self, session: AsyncSession) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "provider_id": self.provider_id,
+            "meter_id": self.meter_id,
+            "kind": self.kind,
+            "subject_id": self.subject_id,
+            "start": _stored_time(session, self.start),
+            "end": _stored_time(session, self.end),
+        }
+        if self.kind == SUBTREE:
+            assert self.subject_path is not None
+            params.update(subject_path=self.subject_path, subject_upper=self.subject_path[:-1] + "0")
+        return params
+
+    def pending(self, columns: str) -> str:
+        """The events of batches not yet folded that may be the subject's."""
+        return f"""
+            SELECT {columns}
+            FROM usage_batches AS b
+            JOIN usage_events AS e ON e.id BETWEEN b.first_event_id AND b.last_event_id AND e.batch_id = b.id
+            JOIN accounts AS a ON a.id = e.account_id
+            WHERE b.provider_id = :provider_id AND b.folded_at IS NULL
+              AND e.meter_id = :meter_id AND e.occurred_at >= :start AND e.occurred_at < :end
+              AND {_subject_match(self.kind)}
+        """
+
+
+async def hourly_with_pending(session: AsyncSession, wanted: Wanted) -> list[HourRow]:
     """The subject's rollup rows in [start, end) and, read in the same statement (so a fold
     in between cannot count an event twice or not at all), the pending events that may
     belong to them. A pending subtree candidate dated before a move is for the caller to
     place along the link history."""
-    params: dict[str, Any] = {
-        "provider_id": provider_id,
-        "meter_id": meter_id,
-        "kind": kind,
-        "subject_id": subject_id,
-        "start": _stored_time(session, start),
-        "end": _stored_time(session, end),
-    }
-    if kind == SUBTREE:
-        assert subject_path is not None
-        params.update(subject_path=subject_path, subject_upper=subject_path[:-1] + "0")
     rows = await session.execute(
         text(
             f"""
@@ -399,16 +418,10 @@ async def hourly_with_pending(
             WHERE r.meter_id = :meter_id AND r.kind = :kind AND r.subject_id = :subject_id
               AND r.hour >= :start AND r.hour < :end
             UNION ALL
-            SELECT 1, e.occurred_at, e.quantity, e.quantity, 1, {_LOOSE_COLUMNS}
-            FROM usage_batches AS b
-            JOIN usage_events AS e ON e.id BETWEEN b.first_event_id AND b.last_event_id AND e.batch_id = b.id
-            JOIN accounts AS a ON a.id = e.account_id
-            WHERE b.provider_id = :provider_id AND b.folded_at IS NULL
-              AND e.meter_id = :meter_id AND e.occurred_at >= :start AND e.occurred_at < :end
-              AND {_subject_match(kind)}
+            {wanted.pending(f"1, e.occurred_at, e.quantity, e.quantity, 1, {_LOOSE_COLUMNS}")}
             """
         ),
-        params,
+        wanted.params(session),
     )
     found: list[HourRow] = []
     for row in rows:
@@ -420,39 +433,7 @@ async def hourly_with_pending(
     return found
 
 
-async def pending_of_meter(
-    session: AsyncSession,
-    provider_id: int,
-    meter_id: int,
-    kind: str,
-    subject_id: int,
-    subject_path: str | None,
-    start: datetime,
-    end: datetime,
-) -> list[LooseEvent]:
+async def pending_of_meter(session: AsyncSession, wanted: Wanted) -> list[LooseEvent]:
     """Pending events of one meter that may belong to the subject, for distinct counts."""
-    params: dict[str, Any] = {
-        "provider_id": provider_id,
-        "meter_id": meter_id,
-        "subject_id": subject_id,
-        "start": _stored_time(session, start),
-        "end": _stored_time(session, end),
-    }
-    if kind == SUBTREE:
-        assert subject_path is not None
-        params.update(subject_path=subject_path, subject_upper=subject_path[:-1] + "0")
-    rows = await session.execute(
-        text(
-            f"""
-            SELECT {_LOOSE_COLUMNS}
-            FROM usage_batches AS b
-            JOIN usage_events AS e ON e.id BETWEEN b.first_event_id AND b.last_event_id AND e.batch_id = b.id
-            JOIN accounts AS a ON a.id = e.account_id
-            WHERE b.provider_id = :provider_id AND b.folded_at IS NULL
-              AND e.meter_id = :meter_id AND e.occurred_at >= :start AND e.occurred_at < :end
-              AND {_subject_match(kind)}
-            """
-        ),
-        params,
-    )
+    rows = await session.execute(text(wanted.pending(_LOOSE_COLUMNS)), wanted.params(session))
     return [_loose(r) for r in rows]

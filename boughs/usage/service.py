@@ -268,10 +268,10 @@ async def _usage(
     totals: dict[datetime, list[int]] = {s: [0, 0, 0] for s in starts}  # total, peak, events
     # Rollups, plus the events the fold has not added to them yet.
     history = fold.LinkHistory(ctx.session)
-    rows = await fold_repository.hourly_with_pending(
-        ctx.session, ctx.provider_id, meter.id, subject.kind.value, subject.id, subject.path,
-        window_start, window_end,
-    )  # fmt: skip
+    wanted = fold_repository.Wanted(
+        ctx.provider_id, meter.id, subject.kind.value, subject.id, subject.path, window_start, window_end
+    )
+    rows = await fold_repository.hourly_with_pending(ctx.session, wanted)
     for row in rows:
         if row.pending is not None and not await _counts_for(row.pending, subject, history):
             continue
@@ -285,10 +285,7 @@ async def _usage(
         # Pending events first: a fold in between puts their values in the rollups too,
         # which a set takes twice without harm (the other order could miss them).
         seen_values: list[tuple[datetime, str]] = []
-        for pending in await fold_repository.pending_of_meter(
-            ctx.session, ctx.provider_id, meter.id, subject.kind.value, subject.id, subject.path,
-            window_start, window_end,
-        ):  # fmt: skip
+        for pending in await fold_repository.pending_of_meter(ctx.session, wanted):
             seen_value = fold.distinct_value(meter, pending)
             if seen_value is not None and await _counts_for(pending, subject, history):
                 seen_values.append((start_of_hour(pending.occurred_at), seen_value))
