@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -23,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.selectable import CTE
 
 from boughs.accounts.models import Account, AccountLink, AccountStatus
 from boughs.audit.models import AuditEvent
@@ -110,7 +110,7 @@ async def get_by_external_id(session: AsyncSession, provider_id: int, external_i
     return result.scalar_one_or_none()
 
 
-def _chain_steps() -> Any:
+def _chain_steps() -> CTE:
     """The ids of an account and its ancestors: each step up is a primary-key lookup.
     Parameters: ``account_id`` and ``provider_id``."""
     # The provider is checked on the account itself; its ancestors are in the same

@@ -125,26 +125,20 @@ class JobRuntime:
         self.broker = make_broker(settings)
         self.queue_name = settings.queue_name
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.actor = dramatiq.actor(
-            broker=self.broker,
-            actor_name=ACTOR_NAME,
-            queue_name=self.queue_name,
-            max_retries=0,
-            time_limit=TIME_LIMIT_MS,
-        )(self._perform)
-        self.fold_actor = dramatiq.actor(
-            broker=self.broker,
-            actor_name=FOLD_ACTOR_NAME,
-            queue_name=self.queue_name,
-            max_retries=0,
-            time_limit=TIME_LIMIT_MS,
-        )(self._fold_usage)
+        self.actor = self._declare(ACTOR_NAME, self._perform)
+        self.fold_actor = self._declare(FOLD_ACTOR_NAME, self._fold_usage)
         self._fold_asked_at: dict[int, float] = {}
         self._worker: dramatiq.Worker | None = None
         self._worker_db: Database | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._tick_db: Database | None = None
         self._stopping = asyncio.Event()
+
+    def _declare(self, name: str, perform: Any) -> Any:
+        return dramatiq.actor(
+            broker=self.broker, actor_name=name, queue_name=self.queue_name, max_retries=0,
+            time_limit=TIME_LIMIT_MS,
+        )(perform)  # fmt: skip
 
     # --- sending ----------------------------------------------------------------------
 

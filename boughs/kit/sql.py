@@ -1,4 +1,5 @@
-"""Conditions on a list of values, written once for both engines."""
+"""What statements need to know of the engine: which one it is, and conditions on a list of
+values written once for both."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 # Values per IN list on SQLite: under its limit of bound parameters with room to spare.
 SQLITE_LIST = 900
+
+
+def is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
 
 
 def one_of(session: AsyncSession, column: Any, values: Sequence[Any]) -> list[ColumnElement[bool]]:
@@ -26,7 +31,7 @@ def one_of(session: AsyncSession, column: Any, values: Sequence[Any]) -> list[Co
     """
     if not values:
         return []
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgres(session):
         array = bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
         return [column.in_(select(func.unnest(array)).scalar_subquery())]
     return [column.in_(list(values[i : i + SQLITE_LIST])) for i in range(0, len(values), SQLITE_LIST)]

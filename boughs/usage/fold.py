@@ -10,8 +10,9 @@ folded exactly once: marking its batch is part of the transaction that adds it, 
 folding transactions of a provider run one after another.
 
 Readers stay exact meanwhile: usage queries add the events of batches still pending
-(``fold_repository.hourly_with_pending``); work that rates rollups (bill runs,
-finalising, recalculating a draft, deleting an account) folds what is pending first.
+(``fold_repository.hourly_with_pending``, placed with ``LinkHistory`` as the fold places
+them); work that rates rollups (bill runs, finalising, recalculating a draft, deleting an
+account) folds what is pending first.
 
 The fold is asked for after every ingest that stored something (sent to the workers with
 a short delay, so one fold takes many batches), and by every scheduler tick while batches
@@ -166,12 +167,3 @@ async def _cap_delta(event: LooseEvent, history: LinkHistory) -> caps.CapUsageDe
         occurred_at=event.occurred_at,
         bytes=event.quantity,
     )
-
-
-# --- reading with what is pending ---------------------------------------------------------------
-
-
-async def belongs(event: LooseEvent, kind: str, subject_id: int, history: LinkHistory) -> bool:
-    """Whether a pending event counts for the subject: the reads' candidates for a subtree
-    include usage dated before a move, placed here along the chain it had then."""
-    return any(k == kind and s == subject_id for k, s, _ in await subjects_of(event, history))

@@ -10,36 +10,24 @@ history in Python.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import TextualSelect, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from boughs.kit.sql import is_postgres
+from boughs.kit.types import JSONDoc, UTCDateTime
 from boughs.usage.models import RollupKind
 
 SERVICE, ACCOUNT, SUBTREE = RollupKind.service.value, RollupKind.account.value, RollupKind.subtree.value
 
 
-def _is_postgres(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def _sqlite_time(moment: datetime) -> str:
-    """An instant as the UTCDateTime columns hold it on SQLite."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def _stored_time(session: AsyncSession, moment: datetime) -> Any:
-    return moment if _is_postgres(session) else _sqlite_time(moment)
-
-
-def _as_instant(value: Any) -> datetime:
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+def _instants(*names: str) -> list[Any]:
+    """Parameters holding instants, stored as the UTCDateTime columns store them."""
+    return [bindparam(name, type_=UTCDateTime) for name in names]
 
 
 # --- batches --------------------------------------------------------------------------------
@@ -51,8 +39,8 @@ async def open_batch(session: AsyncSession, provider_id: int, received_at: datet
         text(
             "INSERT INTO usage_batches (provider_id, received_at, events, first_event_id, last_event_id) "
             "VALUES (:provider_id, :received_at, 0, 0, 0) RETURNING id"
-        ),
-        {"provider_id": provider_id, "received_at": _stored_time(session, received_at)},
+        ).bindparams(*_instants("received_at")),
+        {"provider_id": provider_id, "received_at": received_at},
     )
     return int(rows.scalar_one())
 
@@ -89,7 +77,7 @@ async def lock_folding(session: AsyncSession, provider_id: int) -> None:
     finds what the first folded marked so. Folds never race on rollup rows, and one
     transaction may fold several times (its lock is its own). SQLite writers are one at
     a time anyway."""
-    if _is_postgres(session):
+    if is_postgres(session):
         await session.execute(
             text("SELECT pg_advisory_xact_lock(hashtextextended('boughs-usage-fold', :provider_id))"),
             {"provider_id": provider_id},
@@ -124,20 +112,6 @@ async def pending_span(session: AsyncSession, provider_id: int, max_events: int)
     )
 
 
-async def pending_count(session: AsyncSession, provider_id: int) -> tuple[int, int, datetime | None]:
-    """(batches, events, oldest received_at) waiting to be folded."""
-    row = (
-        await session.execute(
-            text(
-                "SELECT count(*), coalesce(sum(events), 0), min(received_at) FROM usage_batches "
-                "WHERE provider_id = :provider_id AND folded_at IS NULL"
-            ),
-            {"provider_id": provider_id},
-        )
-    ).one()
-    return int(row[0]), int(row[1]), None if row[2] is None else _as_instant(row[2])
-
-
 async def providers_with_pending(session: AsyncSession) -> list[int]:
     rows = await session.execute(
         text("SELECT DISTINCT provider_id FROM usage_batches WHERE folded_at IS NULL ORDER BY provider_id")
@@ -148,9 +122,9 @@ async def providers_with_pending(session: AsyncSession) -> list[int]:
 async def mark_folded(session: AsyncSession, span: Span, at: datetime) -> None:
     await session.execute(
         text("UPDATE usage_batches SET folded_at = :at WHERE id IN :batch_ids").bindparams(
-            bindparam("batch_ids", expanding=True)
+            bindparam("batch_ids", expanding=True), *_instants("at")
         ),
-        {"at": _stored_time(session, at), "batch_ids": list(span.batch_ids)},
+        {"at": at, "batch_ids": list(span.batch_ids)},
     )
 
 
@@ -160,8 +134,8 @@ async def purge_folded_batches(session: AsyncSession, provider_id: int, before: 
         text(
             "DELETE FROM usage_batches WHERE provider_id = :provider_id "
             "AND folded_at IS NOT NULL AND received_at < :before"
-        ),
-        {"provider_id": provider_id, "before": _stored_time(session, before)},
+        ).bindparams(*_instants("before")),
+        {"provider_id": provider_id, "before": before},
     )
 
 
@@ -217,7 +191,7 @@ _PG_FOLD = _fold_statement(
 async def fold_sums(session: AsyncSession, provider_id: int, span: Span) -> None:
     """Add the span's events to their service's and account's hourly rows, and to the
     subtree rows along their account's path where that chain has held since the usage."""
-    if _is_postgres(session):
+    if is_postgres(session):
         # Grouping a fold's rows in memory rather than in temporary files on disk.
         await session.execute(text("SET LOCAL work_mem = '64MB'"))
         await session.execute(_PG_FOLD, {**span.params(), "provider_id": provider_id})
@@ -247,24 +221,17 @@ class LooseEvent(NamedTuple):
 
 
 def _loose(row: Any) -> LooseEvent:
-    properties = row.properties
-    if isinstance(properties, str):  # SQLite hands JSON back as text
-        properties = json.loads(properties)
     return LooseEvent(
-        row.meter_id,
-        row.account_id,
-        row.service_id,
-        int(row.quantity),
-        _as_instant(row.occurred_at),
-        properties,
-        row.path,
-        None if row.chain_since is None else _as_instant(row.chain_since),
-    )
+        row.meter_id, row.account_id, row.service_id, int(row.quantity), row.occurred_at,
+        row.properties, row.path, row.chain_since,
+    )  # fmt: skip
 
 
 _LOOSE_COLUMNS = (
     "e.meter_id, e.account_id, e.service_id, e.quantity, e.occurred_at, e.properties, a.path, a.chain_since"
 )
+# What a statement reading _LOOSE_COLUMNS hands back typed, as the models' columns would.
+_LOOSE_TYPES: dict[str, Any] = {"occurred_at": UTCDateTime, "chain_since": UTCDateTime, "properties": JSONDoc}
 
 
 async def moved_chain_events(session: AsyncSession, span: Span) -> list[LooseEvent]:
@@ -273,7 +240,9 @@ async def moved_chain_events(session: AsyncSession, span: Span) -> list[LooseEve
         text(
             f"SELECT {_LOOSE_COLUMNS} FROM usage_events AS e JOIN accounts AS a ON a.id = e.account_id "
             f"WHERE {_SPAN} AND a.chain_since > e.occurred_at"
-        ).bindparams(bindparam("batch_ids", expanding=True)),
+        )
+        .bindparams(bindparam("batch_ids", expanding=True))
+        .columns(**_LOOSE_TYPES),
         span.params(),
     )
     return [_loose(r) for r in rows]
@@ -284,7 +253,9 @@ async def events_of_meters(session: AsyncSession, span: Span, meter_ids: Sequenc
         text(
             f"SELECT {_LOOSE_COLUMNS} FROM usage_events AS e JOIN accounts AS a ON a.id = e.account_id "
             f"WHERE {_SPAN} AND e.meter_id IN :meter_ids"
-        ).bindparams(bindparam("batch_ids", expanding=True), bindparam("meter_ids", expanding=True)),
+        )
+        .bindparams(bindparam("batch_ids", expanding=True), bindparam("meter_ids", expanding=True))
+        .columns(**_LOOSE_TYPES),
         {**span.params(), "meter_ids": list(meter_ids)},
     )
     return [_loose(r) for r in rows]
@@ -309,7 +280,7 @@ async def capped_usage_events(
 ) -> list[LooseEvent]:
     """The span's events of these meters that some cap may count: on a service with a cap
     of its own, below an account holding a pooled cap, or dated before a move."""
-    if _is_postgres(session):
+    if is_postgres(session):
         under_pool = (
             "CAST(string_to_array(trim(both '/' from a.path), '/') AS bigint[]) "
             "&& ARRAY(SELECT account_id FROM pools)"
@@ -333,7 +304,9 @@ async def capped_usage_events(
                 OR {under_pool}
             )
             """
-        ).bindparams(bindparam("batch_ids", expanding=True), bindparam("meter_ids", expanding=True)),
+        )
+        .bindparams(bindparam("batch_ids", expanding=True), bindparam("meter_ids", expanding=True))
+        .columns(**_LOOSE_TYPES),
         {**span.params(), "meter_ids": list(meter_ids), "provider_id": provider_id},
     )
     return [_loose(r) for r in rows]
@@ -376,19 +349,23 @@ class Wanted:
     start: datetime
     end: datetime
 
-    def params(self, session: AsyncSession) -> dict[str, Any]:
+    def params(self) -> dict[str, Any]:
         params: dict[str, Any] = {
             "provider_id": self.provider_id,
             "meter_id": self.meter_id,
             "kind": self.kind,
             "subject_id": self.subject_id,
-            "start": _stored_time(session, self.start),
-            "end": _stored_time(session, self.end),
+            "start": self.start,
+            "end": self.end,
         }
         if self.kind == SUBTREE:
             assert self.subject_path is not None
             params.update(subject_path=self.subject_path, subject_upper=self.subject_path[:-1] + "0")
         return params
+
+    def statement(self, sql: str) -> TextualSelect:
+        """``sql`` with its instants stored as the columns store them, and read back typed."""
+        return text(sql).bindparams(*_instants("start", "end")).columns(at=UTCDateTime, **_LOOSE_TYPES)
 
     def pending(self, columns: str) -> str:
         """The events of batches not yet folded that may be the subject's."""
@@ -409,7 +386,7 @@ async def hourly_with_pending(session: AsyncSession, wanted: Wanted) -> list[Hou
     belong to them. A pending subtree candidate dated before a move is for the caller to
     place along the link history."""
     rows = await session.execute(
-        text(
+        wanted.statement(
             f"""
             SELECT 0 AS pending, r.hour AS at, r.total AS total, r.peak AS peak, r.events AS events,
                    NULL AS meter_id, NULL AS account_id, NULL AS service_id, NULL AS quantity,
@@ -421,7 +398,7 @@ async def hourly_with_pending(session: AsyncSession, wanted: Wanted) -> list[Hou
             {wanted.pending(f"1, e.occurred_at, e.quantity, e.quantity, 1, {_LOOSE_COLUMNS}")}
             """
         ),
-        wanted.params(session),
+        wanted.params(),
     )
     found: list[HourRow] = []
     for row in rows:
@@ -429,11 +406,11 @@ async def hourly_with_pending(session: AsyncSession, wanted: Wanted) -> list[Hou
             loose = _loose(row)
             found.append(HourRow(loose.occurred_at, loose.quantity, loose.quantity, 1, loose))
         else:
-            found.append(HourRow(_as_instant(row.at), int(row.total), int(row.peak), int(row.events), None))
+            found.append(HourRow(row.at, int(row.total), int(row.peak), int(row.events), None))
     return found
 
 
 async def pending_of_meter(session: AsyncSession, wanted: Wanted) -> list[LooseEvent]:
     """Pending events of one meter that may belong to the subject, for distinct counts."""
-    rows = await session.execute(text(wanted.pending(_LOOSE_COLUMNS)), wanted.params(session))
+    rows = await session.execute(wanted.statement(wanted.pending(_LOOSE_COLUMNS)), wanted.params())
     return [_loose(r) for r in rows]

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from boughs.accounts.models import Account, AccountLink
 from boughs.authz.scope import Scope
 from boughs.db import driver_sql
-from boughs.kit.sql import one_of
+from boughs.kit.sql import is_postgres, one_of
 from boughs.kit.types import storable_id
 from boughs.services.models import Service, is_live
 from boughs.usage.models import (
@@ -46,11 +46,7 @@ CHUNK = 500
 
 def dialect_insert(session: AsyncSession, table: Any) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT."""
-    return postgresql.insert(table) if _is_postgres(session) else sqlite.insert(table)
-
-
-def _is_postgres(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+    return postgresql.insert(table) if is_postgres(session) else sqlite.insert(table)
 
 
 # The batch travels as one JSON document: binding a thousand rows as typed arrays cost
@@ -218,26 +214,6 @@ async def services_by_login(session: AsyncSession, scope: Scope, logins: Sequenc
     return {r.login: Subject(r.id, r.path, r.usage_billed_until, r.service_id) for r in rows}
 
 
-async def open_link_starts(
-    session: AsyncSession, provider_id: int, ids: Sequence[int]
-) -> dict[int, datetime]:
-    """When each of these accounts that has ever moved took its current place.
-
-    An account that never moved has had its parent since it was created, and usage dated
-    before its creation counts where it was first placed: it sets no bound.
-    """
-    found: dict[int, datetime] = {}
-    for part in chunks(list(ids)):
-        rows = await session.execute(
-            select(AccountLink.child_id, func.max(AccountLink.valid_from))
-            .where(AccountLink.child_id.in_(part))
-            .group_by(AccountLink.child_id)
-            .having(func.count() > 1)
-        )
-        found.update({child: since for child, since in rows})
-    return found
-
-
 async def parent_at(session: AsyncSession, account_id: int, at: datetime) -> tuple[bool, int | None]:
     """The account's parent at ``at`` from its link history: (found, parent_id).
 
@@ -293,7 +269,7 @@ async def insert_new_events(
     """
     if not events:
         return {}
-    if _is_postgres(session):
+    if is_postgres(session):
         document = json.dumps(
             [
                 (
@@ -354,7 +330,7 @@ async def add_to_rollups(session: AsyncSession, provider_id: int, deltas: list[R
     """Add each delta to its hourly row, creating it if needed. ``deltas`` sorted by key."""
     if not deltas:
         return
-    if _is_postgres(session):
+    if is_postgres(session):
         columns = dict(zip(RollupDelta._fields, (list(c) for c in zip(*deltas, strict=True)), strict=True))
         await session.execute(_PG_ADD_TO_ROLLUPS, {**columns, "provider_id": provider_id})
         return
@@ -442,24 +418,6 @@ async def forget_account(session: AsyncSession, provider_id: int, account_id: in
 
 
 # --- reading rollups -------------------------------------------------------------------------
-
-
-async def hourly(
-    session: AsyncSession, meter_id: int, kind: str, subject_id: int, start: datetime, end: datetime
-) -> list[tuple[datetime, int, int, int]]:
-    """(hour, total, peak, events) for the subject's hours in [start, end)."""
-    rows = await session.execute(
-        select(UsageRollup.hour, UsageRollup.total, UsageRollup.peak, UsageRollup.events)
-        .where(
-            UsageRollup.meter_id == meter_id,
-            UsageRollup.kind == kind,
-            UsageRollup.subject_id == subject_id,
-            UsageRollup.hour >= start,
-            UsageRollup.hour < end,
-        )
-        .order_by(UsageRollup.hour)
-    )
-    return [(r.hour, r.total, r.peak, r.events) for r in rows]
 
 
 async def unique_values(

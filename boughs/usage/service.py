@@ -339,7 +339,7 @@ async def _counts_for(event: LooseEvent, subject: Subject, history: fold.LinkHis
     dated before its account's chain changed, which the link history places."""
     if subject.kind is not RollupKind.subtree or event.chain_is_current:
         return True
-    return await fold.belongs(event, subject.kind.value, subject.id, history)
+    return subject.id in await history.chain(event)
 
 
 def _bucket_starts(

@@ -70,7 +70,8 @@ async def answer(ctx_factory: Any, account_id: int, meter: str, scope: UsageScop
 
 async def pending_batches(ctx_factory: Any) -> int:
     async with ctx_factory() as ctx:
-        return (await fold_repository.pending_count(ctx.session, ctx.provider_id))[0]
+        waiting = select(func.count()).select_from(UsageBatch).where(UsageBatch.folded_at.is_(None))
+        return int(await ctx.session.scalar(waiting) or 0)
 
 
 async def test_answers_count_pending_events_and_the_fold_adds_each_once(
