@@ -927,6 +927,8 @@ async def boughs_in_process(engine: Engine, world: World) -> tuple[float, int, i
             _print_statements(statements, seconds)
         if python_profile is not None:
             python_profile.disable()
+            if os.environ.get("BOUGHS_BENCH_PY_DUMP"):
+                python_profile.dump_stats(os.environ["BOUGHS_BENCH_PY_DUMP"])
             pstats.Stats(python_profile).sort_stats(
                 os.environ.get("BOUGHS_BENCH_PY_SORT", "tottime")
             ).print_stats(os.environ.get("BOUGHS_BENCH_PY_FILTER", ""), 30)

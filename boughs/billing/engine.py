@@ -24,16 +24,16 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.accounts.inheritance import resolve
-from boughs.accounts.models import Account, AccountLink, InvoiceMode
+from boughs.accounts.models import AccountLink, InvoiceMode
 from boughs.billing import rating, terms
 from boughs.billing import repository as repo
 from boughs.billing.models import LineKind
 from boughs.billing.payment_methods_repository import methods_for_accounts
+from boughs.billing.repository import BilledService, TreeAccount
 from boughs.catalog.models import ChildBillingMode, Plan
 from boughs.kit.money import round_half_up, to_major
 from boughs.kit.paths import ids_of
 from boughs.providers.models import Provider
-from boughs.services.models import Service
 from boughs.usage.models import Aggregation, Meter
 
 DAY = timedelta(days=1)
@@ -86,7 +86,7 @@ class Line:
 
 @dataclass
 class Owner:
-    account: Account
+    account: TreeAccount
     period: tuple[date, date]
     zone: ZoneInfo
     window: tuple[datetime, datetime]
@@ -121,7 +121,9 @@ class Rated:
 class Placement:
     """Where each account sat, and so who its invoice owner was, at any instant of the window."""
 
-    def __init__(self, accounts: dict[int, Account], links: dict[int, list[AccountLink]], moved: set[int]):
+    def __init__(
+        self, accounts: dict[int, TreeAccount], links: dict[int, list[AccountLink]], moved: set[int]
+    ):
         self.accounts = accounts
         self.links = links
         # Accounts whose chain changed in the window: the movers and everything now under them.
@@ -189,7 +191,7 @@ class Terms:
 
 
 def _timeline(
-    service: Service,
+    service: BilledService,
     plans: dict[int, Plan],
     applied: Sequence[Any],
     scheduled: Sequence[Any],
@@ -319,12 +321,12 @@ class Engine:
         discounts = await repo.discounts_of(
             s, [sv.id for sv in services], period_starts, self.period_end + DAY * 400
         )
-        by_account: dict[int, list[Service]] = defaultdict(list)
+        by_account: dict[int, list[BilledService]] = defaultdict(list)
         for sv in services:
             by_account[sv.account_id].append(sv)
 
         # Pools: accounts whose service pools (or rates per child) a meter for their subtree.
-        pools: dict[int, list[tuple[Service, Plan]]] = defaultdict(list)
+        pools: dict[int, list[tuple[BilledService, Plan]]] = defaultdict(list)
         pooled_meters: dict[int, set[str]] = defaultdict(set)
         for sv in services:
             plan = plans[sv.plan_id]
@@ -353,7 +355,7 @@ class Engine:
 
     # --- who is billed --------------------------------------------------------------------------
 
-    def _owners(self, accounts: dict[int, Account]) -> dict[int, Owner]:
+    def _owners(self, accounts: dict[int, TreeAccount]) -> dict[int, Owner]:
         owners: dict[int, Owner] = {}
         for account in accounts.values():
             if account.parent_id is not None and account.invoice_mode != InvoiceMode.separate.value:
@@ -373,7 +375,7 @@ class Engine:
     def _recurring(
         self,
         owner: Owner,
-        service: Service,
+        service: BilledService,
         plans: dict[int, Plan],
         applied: Sequence[Any],
         scheduled: Sequence[Any],
@@ -496,7 +498,7 @@ class Engine:
         charge: dict[str, Any],
         steps: int,
         account_id: int,
-        service: Service,
+        service: BilledService,
         plan: Plan,
         start: datetime,
         end: datetime,
@@ -538,14 +540,16 @@ class Engine:
         owners: dict[int, Owner],
         pieces: dict[int, list[tuple[int, datetime, datetime, tuple[int, ...]]]],
         every_piece: list[tuple[int, datetime, datetime, tuple[int, ...]]],
-        by_account: dict[int, list[Service]],
+        by_account: dict[int, list[BilledService]],
         plans: dict[int, Plan],
-        pools: dict[int, list[tuple[Service, Plan]]],
+        pools: dict[int, list[tuple[BilledService, Plan]]],
         pooled_meters: dict[int, set[str]],
         placement: Placement,
     ) -> None:
         # What each account's own services charge, per meter, with the pieces they cover.
-        own: list[tuple[Owner, int, datetime, datetime, Service, Plan, dict[str, Any], Meter, bool]] = []
+        own: list[
+            tuple[Owner, int, datetime, datetime, BilledService, Plan, dict[str, Any], Meter, bool]
+        ] = []
         for owner_id, owner in owners.items():
             for account_id, a, b, chain in pieces[owner_id]:
                 first_for_meter: set[str] = set()
@@ -613,7 +617,7 @@ class Engine:
         owners: dict[int, Owner],
         every_piece: list[tuple[int, datetime, datetime, tuple[int, ...]]],
         plans: dict[int, Plan],
-        pools: dict[int, list[tuple[Service, Plan]]],
+        pools: dict[int, list[tuple[BilledService, Plan]]],
         pooled_meters: dict[int, set[str]],
         placement: Placement,
     ) -> None:
@@ -660,7 +664,7 @@ class Engine:
     def _per_child(
         self,
         owners: dict[int, Owner],
-        sv: Service,
+        sv: BilledService,
         plan: Plan,
         charge: dict[str, Any],
         meter: Meter,
@@ -702,7 +706,7 @@ class Engine:
     def _pooled(
         self,
         owners: dict[int, Owner],
-        sv: Service,
+        sv: BilledService,
         plan: Plan,
         charge: dict[str, Any],
         meter: Meter,
@@ -745,7 +749,7 @@ class Engine:
     def _pooled_lines(
         self,
         owner: Owner,
-        sv: Service,
+        sv: BilledService,
         plan: Plan,
         charge: dict[str, Any],
         meter: Meter,
@@ -817,7 +821,7 @@ class Engine:
         self,
         owners: dict[int, Owner],
         pieces: dict[int, list[tuple[int, datetime, datetime, tuple[int, ...]]]],
-        by_account: dict[int, list[Service]],
+        by_account: dict[int, list[BilledService]],
         plans: dict[int, Plan],
         pooled_meters: dict[int, set[str]],
         placement: Placement,
@@ -894,7 +898,7 @@ class Engine:
 
     # --- invoices -------------------------------------------------------------------------------------
 
-    async def _finish(self, owners: dict[int, Owner], accounts: dict[int, Account]) -> list[Rated]:
+    async def _finish(self, owners: dict[int, Owner], accounts: dict[int, TreeAccount]) -> list[Rated]:
         methods = await methods_for_accounts(
             self.session,
             self.provider.id,

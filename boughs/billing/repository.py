@@ -163,16 +163,63 @@ async def provider(session: AsyncSession, provider_id: int) -> Provider:
     return found
 
 
-async def trees(session: AsyncSession, provider_id: int, roots: Sequence[int]) -> list[Account]:
+@dataclass(slots=True)
+class TreeAccount:
+    """What a bill run reads of an account: where it sits, and the terms and details it
+    holds or passes down. A narrow row, not the whole entity: a run reads a tree at a time."""
+
+    id: int
+    provider_id: int
+    parent_id: int | None
+    path: str
+    name: str
+    external_id: str | None
+    contact_email: str | None
+    invoice_mode: str
+    billing_anchor_day: int
+    timezone: str | None
+    currency: str | None
+    billing_address: str | None
+    billing_tax_id: str | None
+    billing_email: str | None
+    tax_rate_ppm: int | None
+    tax_exempt: bool
+    net_terms_days: int | None
+
+
+@dataclass(slots=True)
+class BilledService:
+    """What a bill run reads of a service: whose it is, its plan and its own price terms."""
+
+    id: int
+    account_id: int
+    plan_id: int
+    description: str
+    quantity: int
+    unit_price_amount: int | None
+    pay_period: str | None
+    start_date: date
+    end_date: date | None
+
+
+_TREE_ACCOUNT = select(*(getattr(Account, name) for name in TreeAccount.__slots__))
+_BILLED_SERVICE = select(*(getattr(Service, name) for name in BilledService.__slots__))
+
+
+async def _tree_accounts(session: AsyncSession, *conditions: ColumnElement[bool]) -> list[TreeAccount]:
+    rows = await session.execute(_TREE_ACCOUNT.where(*conditions))
+    return [TreeAccount(*row) for row in rows]
+
+
+async def trees(session: AsyncSession, provider_id: int, roots: Sequence[int]) -> list[TreeAccount]:
     """Every account under these roots, as the tree stands now."""
     if not roots:
         return []
     paths = list(await session.scalars(select(Account.path).where(Account.id.in_(roots))))
     # One statement: each root's subtree is a range of the path index.
-    rows = await session.scalars(
-        select(Account).where(Account.provider_id == provider_id, or_(*(in_subtree(path) for path in paths)))
+    return await _tree_accounts(
+        session, Account.provider_id == provider_id, or_(*(in_subtree(path) for path in paths))
     )
-    return list(rows)
 
 
 async def moved_during(session: AsyncSession, provider_id: int, start: datetime, end: datetime) -> list[int]:
@@ -192,23 +239,21 @@ async def moved_during(session: AsyncSession, provider_id: int, start: datetime,
 
 async def accounts_with_subtrees(
     session: AsyncSession, provider_id: int, ids: Sequence[int]
-) -> list[Account]:
+) -> list[TreeAccount]:
     if not ids:
         return []
-    tops = list(await session.scalars(select(Account).where(Account.id.in_(ids))))
-    found: dict[int, Account] = {}
-    for top in tops:
-        for account in await session.scalars(
-            select(Account).where(Account.provider_id == provider_id, in_subtree(top.path))
-        ):
+    tops = list(await session.scalars(select(Account.path).where(Account.id.in_(ids))))
+    found: dict[int, TreeAccount] = {}
+    for path in tops:
+        for account in await _tree_accounts(session, Account.provider_id == provider_id, in_subtree(path)):
             found[account.id] = account
     return list(found.values())
 
 
-async def accounts_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, Account]:
-    found: dict[int, Account] = {}
+async def accounts_by_id(session: AsyncSession, ids: Iterable[int]) -> dict[int, TreeAccount]:
+    found: dict[int, TreeAccount] = {}
     for condition in one_of(session, Account.id, sorted(set(ids))):
-        for account in await session.scalars(select(Account).where(condition)):
+        for account in await _tree_accounts(session, condition):
             found[account.id] = account
     return found
 
@@ -232,7 +277,7 @@ async def links_overlapping(
     return found
 
 
-def ancestors_missing(accounts: dict[int, Account]) -> set[int]:
+def ancestors_missing(accounts: dict[int, TreeAccount]) -> set[int]:
     wanted: set[int] = set()
     for account in accounts.values():
         wanted.update(ids_of(account.path))
@@ -241,21 +286,19 @@ def ancestors_missing(accounts: dict[int, Account]) -> set[int]:
 
 async def services_billable(
     session: AsyncSession, account_ids: Sequence[int], start: date, end: date
-) -> list[Service]:
+) -> list[BilledService]:
     """Services that may owe something for [start, end]: started by its end, not ended before it."""
-    found: list[Service] = []
+    found: list[BilledService] = []
     for condition in one_of(session, Service.account_id, sorted(set(account_ids))):
-        rows = await session.scalars(
-            select(Service)
-            .where(
+        rows = await session.execute(
+            _BILLED_SERVICE.where(
                 condition,
                 Service.start_date <= end,
                 or_(Service.end_date.is_(None), Service.end_date >= start),
                 Service.status != literal_column(f"'{ServiceStatus.pending.value}'"),
-            )
-            .order_by(Service.id)
+            ).order_by(Service.id)
         )
-        found += list(rows)
+        found += [BilledService(*row) for row in rows]
     return found
 
 
