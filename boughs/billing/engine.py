@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -258,6 +258,8 @@ class Engine:
         self.period_end = period_end
         self.now = now
         self.meters: dict[str, Meter] = {}
+        # Each charge document parsed once, kept with the document so its id stays its own.
+        self._pricings: dict[int, tuple[Mapping[str, Any], rating.Pricing]] = {}
 
     async def rate(self, roots: Sequence[int]) -> list[Rated]:
         s = self.session
@@ -486,6 +488,12 @@ class Engine:
                 }[meter.aggregation]
         return found
 
+    def _price(self, charge: Mapping[str, Any], quantity: Decimal, currency: str) -> rating.UsagePrice:
+        known = self._pricings.get(id(charge))
+        if known is None or known[0] is not charge:
+            known = self._pricings[id(charge)] = (charge, rating.pricing_of(charge))
+        return known[1].price(quantity, currency)
+
     def _quantity(self, meter: Meter, steps: int) -> Decimal:
         if meter.aggregation in (Aggregation.sum.value, Aggregation.max.value):
             return Decimal(steps).scaleb(-meter.precision)
@@ -507,7 +515,7 @@ class Engine:
         description: str | None = None,
     ) -> None:
         quantity = self._quantity(meter, steps)
-        price = rating.price_usage(charge, quantity, owner.currency)
+        price = self._price(charge, quantity, owner.currency)
         if not steps and amount is None and not round_half_up(price.amount):
             return  # no usage and nothing owed: no line
         days = days_within(start, end, owner.zone) or (owner.period[0], owner.period[1])
@@ -759,7 +767,7 @@ class Engine:
         b: datetime,
     ) -> None:
         quantity = self._quantity(meter, total_steps)
-        price = rating.price_usage(charge, quantity, owner.currency)
+        price = self._price(charge, quantity, owner.currency)
         amount = round_half_up(price.amount)
         if not amount and not total_steps:
             return
@@ -871,7 +879,7 @@ class Engine:
                 r.quantity if meter.aggregation == Aggregation.sum.value else r.events for r in rows
             )
             added = self._quantity(meter, late_steps)
-            new = round_half_up(rating.price_usage(charge, billed_quantity + added, owner.currency).amount)
+            new = round_half_up(self._price(charge, billed_quantity + added, owner.currency).amount)
             owner.lines.append(
                 Line(
                     kind=LineKind.adjustment.value,

@@ -249,54 +249,60 @@ def _effective_price(amount: Decimal, quantity: Decimal, currency: str) -> Decim
     return Decimal(_plain(per_unit.quantize(_DISPLAY_PLACES, rounding=ROUND_HALF_UP)))
 
 
-def price_usage(charge: Mapping[str, Any], quantity: Decimal, currency: str) -> UsagePrice:
-    """Price ``quantity`` (in the meter's unit) with a plan's stored usage-charge document."""
-    if not quantity.is_finite() or quantity < 0:
-        raise ValueError(f"usage quantity {quantity} is not a non-negative number")
-    model = charge.get("model")
-    to_minor = exponent(currency)
+@dataclass(frozen=True)
+class Pricing:
+    """A plan's stored usage-charge document read once (its tiers parsed), to price many
+    quantities: a bill run prices the same few charges for every account."""
 
-    if model == "per_unit":
-        price = _decimal(charge.get("unit_price"), "unit_price")
-        amount = (quantity * price).scaleb(to_minor) if quantity else Decimal(0)
-        # The plan's own rate reads better than an effective one, even for no usage.
-        return UsagePrice(amount, price, {"model": model})
+    model: str
+    unit_price: Decimal
+    tiers: tuple[_Tier, ...]
+    package_size: int
+    package_amount: int
 
-    if model == "graduated":
-        amount = Decimal(0)
-        touched: list[dict[str, Any]] = []
-        for tier in _tiers(charge):
-            if quantity <= tier.lower:
-                break
-            top = quantity if tier.upper is None else min(quantity, Decimal(tier.upper))
-            in_band = top - tier.lower
-            band_amount = (in_band * tier.unit_price).scaleb(to_minor) + tier.flat_amount
-            amount += band_amount
-            touched.append(_tier_detail(tier, in_band, band_amount))
-        return UsagePrice(
-            amount, _effective_price(amount, quantity, currency), {"model": model, "tiers": touched}
-        )
+    def price(self, quantity: Decimal, currency: str) -> UsagePrice:
+        """Price ``quantity`` (in the meter's unit)."""
+        if not quantity.is_finite() or quantity < 0:
+            raise ValueError(f"usage quantity {quantity} is not a non-negative number")
+        model = self.model
+        to_minor = exponent(currency)
 
-    if model == "volume":
-        tiers = _tiers(charge)
-        if quantity == 0:
-            return UsagePrice(Decimal(0), Decimal(0), {"model": model, "tiers": []})
-        tier = next((t for t in tiers if t.upper is not None and quantity <= t.upper), tiers[-1])
-        amount = (quantity * tier.unit_price).scaleb(to_minor) + tier.flat_amount
-        return UsagePrice(
-            amount,
-            _effective_price(amount, quantity, currency),
-            {"model": model, "tiers": [_tier_detail(tier, quantity, amount)]},
-        )
+        if model == "per_unit":
+            amount = (quantity * self.unit_price).scaleb(to_minor) if quantity else Decimal(0)
+            # The plan's own rate reads better than an effective one, even for no usage.
+            return UsagePrice(amount, self.unit_price, {"model": model})
 
-    if model == "package":
-        size, package_amount = charge.get("package_size"), charge.get("package_amount")
-        if not size or int(size) <= 0 or package_amount is None:
-            raise ValueError("the package model needs a positive package_size and a package_amount")
-        size, package_amount = int(size), int(package_amount)
-        # A started package is a whole package; Decimal // and % are exact.
+        if model == "graduated":
+            amount = Decimal(0)
+            touched: list[dict[str, Any]] = []
+            for tier in self.tiers:
+                if quantity <= tier.lower:
+                    break
+                top = quantity if tier.upper is None else min(quantity, Decimal(tier.upper))
+                in_band = top - tier.lower
+                band_amount = (in_band * tier.unit_price).scaleb(to_minor) + tier.flat_amount
+                amount += band_amount
+                touched.append(_tier_detail(tier, in_band, band_amount))
+            return UsagePrice(
+                amount, _effective_price(amount, quantity, currency), {"model": model, "tiers": touched}
+            )
+
+        if model == "volume":
+            if quantity == 0:
+                return UsagePrice(Decimal(0), Decimal(0), {"model": model, "tiers": []})
+            tiers = self.tiers
+            tier = next((t for t in tiers if t.upper is not None and quantity <= t.upper), tiers[-1])
+            amount = (quantity * tier.unit_price).scaleb(to_minor) + tier.flat_amount
+            return UsagePrice(
+                amount,
+                _effective_price(amount, quantity, currency),
+                {"model": model, "tiers": [_tier_detail(tier, quantity, amount)]},
+            )
+
+        # package: a started package is a whole package; Decimal // and % are exact.
+        size = self.package_size
         packages = int(quantity // size) + (1 if quantity % size else 0)
-        amount = Decimal(packages * package_amount)
+        amount = Decimal(packages * self.package_amount)
         return UsagePrice(
             amount,
             _effective_price(amount, quantity, currency),
@@ -304,11 +310,31 @@ def price_usage(charge: Mapping[str, Any], quantity: Decimal, currency: str) -> 
                 "model": model,
                 "packages": packages,
                 "package_size": size,
-                "package_amount": package_amount,
+                "package_amount": self.package_amount,
             },
         )
 
+
+def pricing_of(charge: Mapping[str, Any]) -> Pricing:
+    """A stored usage-charge document, checked and parsed; ValueError says what is wrong."""
+    model = charge.get("model")
+    if model == "per_unit":
+        return Pricing(model, _decimal(charge.get("unit_price"), "unit_price"), (), 0, 0)
+    if model in ("graduated", "volume"):
+        return Pricing(model, Decimal(0), tuple(_tiers(charge)), 0, 0)
+    if model == "package":
+        size, package_amount = charge.get("package_size"), charge.get("package_amount")
+        if not size or int(size) <= 0 or package_amount is None:
+            raise ValueError("the package model needs a positive package_size and a package_amount")
+        return Pricing(model, Decimal(0), (), int(size), int(package_amount))
     raise ValueError(f"unknown pricing model {model!r}")
+
+
+def price_usage(charge: Mapping[str, Any], quantity: Decimal, currency: str) -> UsagePrice:
+    """Price ``quantity`` (in the meter's unit) with a plan's stored usage-charge document."""
+    if not quantity.is_finite() or quantity < 0:
+        raise ValueError(f"usage quantity {quantity} is not a non-negative number")
+    return pricing_of(charge).price(quantity, currency)
 
 
 # --- splitting, tax and rates -----------------------------------------------------------------

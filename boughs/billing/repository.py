@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -39,7 +40,7 @@ from boughs.billing.models import (
 )
 from boughs.catalog.models import Plan
 from boughs.kit.paths import ids_of
-from boughs.kit.sql import one_of
+from boughs.kit.sql import is_postgres, one_of
 from boughs.providers.models import Provider
 from boughs.services.models import (
     ScheduledChangeState,
@@ -564,6 +565,18 @@ async def insert_lines(session: AsyncSession, provider_id: int, columns: dict[st
         await bulk.insert_columns(session, LINES, columns, constants={"provider_id": provider_id})
 
 
+def _copy_ready(value: Any) -> Any:
+    """A value of an invoice row as ``bulk.insert_columns`` takes it: JSON documents as JSON
+    text, dates and instants as ISO text."""
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
 _NEXT_INVOICE_IDS = text(
     "SELECT nextval(pg_get_serial_sequence('invoices', 'id')) FROM generate_series(1, :n)"
 )
@@ -573,11 +586,11 @@ async def insert_invoices(session: AsyncSession, rows: list[dict[str, Any]]) -> 
     """Write invoices in one statement; their ids by owner (one invoice per owner in a batch)."""
     if not rows:
         return {}
-    if session.get_bind().dialect.name == "postgresql":
-        # Taking the ids from the sequence first lets the rows go as a plain batch, several
-        # times faster on psycopg than a batch that returns what it wrote.
+    if is_postgres(session):
+        # Taking the ids from the sequence first lets the rows go by COPY, which returns nothing.
         ids = list(await session.scalars(_NEXT_INVOICE_IDS, {"n": len(rows)}))
-        await session.execute(insert(INVOICES), [{**row, "id": i} for row, i in zip(rows, ids, strict=True)])
+        columns = {"id": ids} | {name: [_copy_ready(row[name]) for row in rows] for name in rows[0]}
+        await bulk.insert_columns(session, INVOICES, columns)
         return {row["owner_account_id"]: i for row, i in zip(rows, ids, strict=True)}
     found = await session.execute(
         insert(INVOICES).returning(INVOICES.c.id, INVOICES.c.owner_account_id), rows

@@ -27,6 +27,7 @@ from boughs.billing.rating import (
     parse_percent,
     period_ending,
     price_usage,
+    pricing_of,
     recurring_amount,
     tax_amount,
 )
@@ -344,6 +345,18 @@ def test_negative_usage_is_refused(charge: dict[str, Any]) -> None:
 def test_malformed_charges_are_refused(charge: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         price_usage(charge, D(1), "USD")
+    with pytest.raises(ValueError):
+        pricing_of(charge)
+
+
+@pytest.mark.parametrize("charge", [GRADUATED, VOLUME, PACKAGE, _charge("per_unit", unit_price="0.125")])
+def test_a_charge_read_once_prices_every_quantity_as_the_document_does(charge: dict[str, Any]) -> None:
+    pricing = pricing_of(charge)
+    for quantity in (D(0), D("0.5"), D(999), D(1000), D(1001), D("12345.678")):
+        for currency in ("USD", "JPY"):
+            assert pricing.price(quantity, currency) == price_usage(charge, quantity, currency)
+    with pytest.raises(ValueError):
+        pricing.price(D(-1), "USD")
 
 
 # --- allocation, tax, rates ---------------------------------------------------------------------
