@@ -76,7 +76,7 @@ def create_app(
             from boughs.jobs.runtime import JobRuntime
 
             runtime = JobRuntime(settings, clock=the_clock)
-            await runtime.start_embedded(database)
+            await runtime.start_embedded()
             app.state.jobs = runtime
         try:
             yield

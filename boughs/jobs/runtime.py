@@ -43,11 +43,8 @@ log = logging.getLogger(__name__)
 ACTOR_NAME = "boughs_run_job"
 FOLD_ACTOR_NAME = "boughs_fold_usage"
 # How long a fold asked for after an ingest waits, so that it takes the batches that
-# arrive meanwhile too; further asks within that time ride on it. A fold's commit costs
-# much the same for a thousand events as for five thousand (it writes the rollup pages
-# they touch), so under load a second's worth per fold beats a batch at a time; answers
-# never wait for it, since they count what is still pending.
-FOLD_DELAY_SECONDS = 1.0
+# arrive meanwhile too; further asks within that time ride on it.
+FOLD_DELAY_SECONDS = 0.2
 HEARTBEAT_EVERY = 10.0
 # A job's whole run, across all its chunks; Dramatiq's default of ten minutes is for
 # short tasks, and a bill run over a large provider can take longer.
@@ -131,12 +128,6 @@ class JobRuntime:
         self.actor = self._declare(ACTOR_NAME, self._perform)
         self.fold_actor = self._declare(FOLD_ACTOR_NAME, self._fold_usage)
         self._fold_asked_at: dict[int, float] = {}
-        # Inside `boughs serve`, folds run on the serving loop (see start_embedded).
-        self._fold_loop: asyncio.AbstractEventLoop | None = None
-        self._fold_db: Database | None = None
-        self._folds_waiting: set[asyncio.TimerHandle] = set()
-        self._folds_running: set[asyncio.Task[None]] = set()
-        self.folds_on_loop = 0
         self._worker: dramatiq.Worker | None = None
         self._worker_db: Database | None = None
         self._tick_task: asyncio.Task[None] | None = None
@@ -163,50 +154,14 @@ class JobRuntime:
         if now - self._fold_asked_at.get(provider_id, float("-inf")) < FOLD_DELAY_SECONDS:
             return
         self._fold_asked_at[provider_id] = now
-        loop = self._fold_loop
-        if loop is not None:
-            with suppress(RuntimeError):  # the loop closed as the server stopped
-                loop.call_soon_threadsafe(self._fold_later, provider_id)
-        else:
-            self.fold_actor.send_with_options(args=(provider_id,), delay=int(FOLD_DELAY_SECONDS * 1000))
-
-    def _fold_later(self, provider_id: int) -> None:
-        assert self._fold_loop is not None
-        handle = self._fold_loop.call_later(FOLD_DELAY_SECONDS, self._fold_now, provider_id)
-        self._folds_waiting.add(handle)
-
-    def _fold_now(self, provider_id: int) -> None:
-        assert self._fold_loop is not None
-        now = self._fold_loop.time()
-        self._folds_waiting = {h for h in self._folds_waiting if h.when() > now}
-        task = asyncio.create_task(self._fold_on_loop(provider_id))
-        self._folds_running.add(task)
-        task.add_done_callback(self._folds_running.discard)
-
-    async def _fold_on_loop(self, provider_id: int) -> None:
-        from boughs.usage.tasks import fold_pending
-
-        assert self._fold_db is not None
-        try:
-            await fold_pending(self._fold_db, provider_id, self.clock, box_for(self.settings.secret_key))
-            self.folds_on_loop += 1
-        except Exception:  # what stays pending, the next scheduler tick asks for again
-            log.exception("folding the usage of provider %s failed", provider_id)
+        self.fold_actor.send_with_options(args=(provider_id,), delay=int(FOLD_DELAY_SECONDS * 1000))
 
     # --- lifecycle --------------------------------------------------------------------
 
-    async def start_embedded(self, db: Database | None = None) -> None:
-        """Inside `boughs serve`: workers in threads of this process, ticks on this loop.
-
-        Usage is folded on this loop too, through ``db`` (the app's own database): on
-        SQLite a fold then queues for the write lock behind the requests of this process,
-        and they behind it, in turn, instead of two event loops in two threads meeting at
-        the file lock and polling for it while they contend for the interpreter.
-        """
+    async def start_embedded(self) -> None:
+        """Inside `boughs serve`: workers in threads of this process, ticks on this loop."""
         self.start_worker()
         self._tick_db = Database(self.settings.database_url)
-        self._fold_loop = asyncio.get_running_loop()
-        self._fold_db = db or self._tick_db
         self._tick_task = asyncio.create_task(self._tick_forever(self._tick_db))
 
     def start_worker(self, threads: int = 4) -> None:
@@ -221,13 +176,6 @@ class JobRuntime:
     async def stop(self) -> None:
         global _current
         self._stopping.set()
-        self._fold_loop = None
-        for handle in self._folds_waiting:
-            handle.cancel()
-        for task in list(self._folds_running):
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
         if self._tick_task is not None:
             self._tick_task.cancel()
             with suppress(asyncio.CancelledError):

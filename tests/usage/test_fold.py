@@ -279,33 +279,6 @@ async def test_an_ingest_asks_the_workers_to_fold(
         await runtime.stop()
 
 
-async def test_inside_serve_the_fold_runs_on_the_serving_loop(
-    settings: Settings, db: Database, ctx_factory: Any, world: World, clock: FrozenClock
-) -> None:
-    runtime = JobRuntime(settings, clock=clock)
-    await runtime.start_embedded(db)
-    try:
-        async with ctx_factory() as ctx:
-            await send(ctx, [event("e", "4", EARLIER, account_id=world.leaf)])
-        for _ in range(200):
-            if not await pending_batches(ctx_factory):
-                break
-            await asyncio.sleep(0.05)
-        assert await pending_batches(ctx_factory) == 0
-        # Folded by a task of this loop, through the database the requests use, not by a
-        # message to the worker threads.
-        assert runtime.folds_on_loop >= 1
-        async with ctx_factory() as ctx:
-            total = await ctx.session.scalar(
-                select(func.sum(UsageRollup.total)).where(
-                    UsageRollup.kind == "subtree", UsageRollup.subject_id == world.top
-                )
-            )
-        assert total == 4
-    finally:
-        await runtime.stop()
-
-
 async def _provider_of(ctx_factory: Any) -> int:
     async with ctx_factory() as ctx:
         return int(ctx.provider_id)
