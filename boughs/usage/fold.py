@@ -47,6 +47,7 @@ async def fold_once(ctx: Ctx, max_events: int | None = None) -> int:
     span = await fold_repository.pending_span(ctx.session, ctx.provider_id, max_events)
     if span is None:
         return 0
+    await fold_repository.flag_late(ctx.session, span)
     await fold_repository.fold_sums(ctx.session, ctx.provider_id, span)
     history = LinkHistory(ctx.session)
     await _fold_moved(ctx, span, history)

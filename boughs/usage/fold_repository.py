@@ -199,6 +199,23 @@ async def fold_sums(session: AsyncSession, provider_id: int, span: Span) -> None
         await session.execute(_SQLITE_FOLD, {**span.params(), "provider_id": provider_id})
 
 
+_FLAG_LATE = text(
+    f"""
+    UPDATE usage_events AS e SET late = TRUE
+    WHERE {_SPAN} AND NOT e.late
+      AND e.occurred_at < (SELECT a.usage_billed_until FROM accounts AS a WHERE a.id = e.account_id)
+    """
+).bindparams(bindparam("batch_ids", expanding=True))
+
+
+async def flag_late(session: AsyncSession, span: Span) -> None:
+    """Mark late the span's events dated before their account's usage was invoiced that
+    the ingest took as on time: on PostgreSQL a batch can commit while an invoice is being
+    finalized, after that invoice read the usage and before it set usage_billed_until. The
+    invoice did not count them, so they are billed as late usage on the next one."""
+    await session.execute(_FLAG_LATE, span.params())
+
+
 # --- what the fold leaves to Python ----------------------------------------------------------
 
 

@@ -13,13 +13,14 @@ from sqlalchemy import func, select
 
 from boughs.accounts import service as accounts
 from boughs.accounts.models import Account
+from boughs.billing import repository as billing_repository
 from boughs.config import Settings
 from boughs.db import Database
 from boughs.jobs.runtime import JobRuntime
 from boughs.kit.clock import FrozenClock
 from boughs.usage import fold, fold_repository, repository
 from boughs.usage import service as usage
-from boughs.usage.models import UsageBatch, UsageRollup, UsageUniqueValue
+from boughs.usage.models import UsageBatch, UsageEvent, UsageRollup, UsageUniqueValue
 from boughs.usage.repository import NewEvent
 from boughs.usage.schemas import Granularity, UsageScope
 from tests.conftest import START
@@ -250,6 +251,43 @@ async def test_batches_interleaving_on_postgres_are_each_folded_once(
         assert await fold.catch_up(ctx) == 3
         totals = await rollup_totals(ctx, world.data)
     assert totals[("account", world.leaf)] == (7, 1, 7)
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_usage_taken_while_its_period_is_being_invoiced_is_billed_late(
+    ctx_factory: Any, world: World, db: Database
+) -> None:
+    """An ingest reads the account's usage as not yet invoiced; before it commits, an invoice
+    is finalized: it reads the usage (this batch is not committed, so not counted) and sets
+    usage_billed_until. The batch commits as on time; the fold after it marks the event
+    late, so the next invoice bills it as late usage. Usage the invoice counted is not."""
+    provider_id = await _provider_of(ctx_factory)
+    async with ctx_factory() as ctx:
+        await send(ctx, [event("before", "2", EARLIER, account_id=world.leaf)])
+    taken, invoiced = asyncio.Event(), asyncio.Event()
+
+    async def ingest() -> None:
+        async with db.transaction() as session:
+            batch = await fold_repository.open_batch(session, provider_id, START)
+            during = NewEvent("during", world.data, world.leaf, None, 5, EARLIER, START, "print", False, None)
+            ids = await repository.insert_new_events(session, provider_id, batch, [during])
+            await fold_repository.close_batch(session, batch, list(ids.values()))
+            taken.set()
+            await invoiced.wait()
+
+    async def finalize() -> None:
+        await taken.wait()
+        async with ctx_factory() as ctx:
+            assert await fold.catch_up(ctx) == 1  # what the invoice counts: "before" alone
+            await billing_repository.mark_usage_billed(ctx.session, [world.leaf], START)
+        invoiced.set()
+
+    await asyncio.gather(ingest(), finalize())
+    async with ctx_factory() as ctx:
+        assert await fold.catch_up(ctx) == 1
+        rows = await ctx.session.execute(select(UsageEvent.event_key, UsageEvent.late))
+        late = {key: flag for key, flag in rows}
+    assert late == {"before": False, "during": True}
 
 
 async def test_an_ingest_asks_the_workers_to_fold(
