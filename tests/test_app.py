@@ -66,12 +66,18 @@ def _serving(env: dict[str, str], port: int, *args: str) -> subprocess.Popen[byt
         time.sleep(0.2)
 
 
-def test_serve_end_to_end_with_embedded_jobs(tmp_path: Path) -> None:
-    env = {**os.environ, "BOUGHS_DATABASE_URL": f"sqlite:///{tmp_path / 'boughs.sqlite3'}"}
+def _initialised(database: Path) -> tuple[dict[str, str], str]:
+    """An environment on a fresh SQLite database with its owner, and an API token of theirs."""
+    env = {**os.environ, "BOUGHS_DATABASE_URL": f"sqlite:///{database}"}
     env.pop("BOUGHS_BROKER_URL", None)
     _boughs(env, "db", "upgrade")
     _boughs(env, "init", "--admin-email", "owner@isp.test", "--admin-password", "Correct-Horse-9")
     token = _boughs(env, "token", "create", "--email", "owner@isp.test", "--name", "smoke").strip()
+    return env, token
+
+
+def test_serve_end_to_end_with_embedded_jobs(tmp_path: Path) -> None:
+    env, token = _initialised(tmp_path / "boughs.sqlite3")
     port = _free_port()
     server = _serving({**env, "BOUGHS_SCHEDULER_INTERVAL_SECONDS": "0.5"}, port)
     base = f"http://127.0.0.1:{port}"
@@ -101,11 +107,7 @@ def test_serve_end_to_end_with_embedded_jobs(tmp_path: Path) -> None:
 
 def test_serve_on_several_processes_folds_usage_with_their_workers(tmp_path: Path) -> None:
     database = tmp_path / "boughs.sqlite3"
-    env = {**os.environ, "BOUGHS_DATABASE_URL": f"sqlite:///{database}"}
-    env.pop("BOUGHS_BROKER_URL", None)
-    _boughs(env, "db", "upgrade")
-    _boughs(env, "init", "--admin-email", "owner@isp.test", "--admin-password", "Correct-Horse-9")
-    token = _boughs(env, "token", "create", "--email", "owner@isp.test", "--name", "smoke").strip()
+    env, token = _initialised(database)
     port = _free_port()
     server = _serving(env, port, "--processes", "2")
     base = f"http://127.0.0.1:{port}"

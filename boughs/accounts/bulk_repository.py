@@ -248,7 +248,11 @@ def _copy_text(value: Any) -> str:
 
 
 def _copy_column(values: Sequence[Any]) -> Sequence[str]:
-    """A column of ints, strs and Nones as COPY text, checked for escapes all at once."""
+    """A column as COPY text. Ints, strs and Nones are checked for escapes all at once; a
+    column of other values (JSON documents, dates, instants) goes value by value."""
+    first = next((v for v in values if v is not None), None)
+    if first is not None and type(first) not in (str, int):
+        return [_copy_text(v) for v in values]
     nulls = values.count(None)
     if nulls:
         texts = ["\\N" if v is None else v if type(v) is str else str(v) for v in values]
@@ -381,7 +385,8 @@ async def insert_columns(
     """Write many rows of ``table`` in bulk, given column by column.
 
     ``columns`` maps each column to its values, row by row, all of the same length:
-    ints, strs or None (dates as ISO text, which both engines store as given).
+    ints, strs or None (dates as ISO text, which both engines store as given). On
+    PostgreSQL a column may also hold JSON documents, dates, instants or booleans.
     ``constants`` are the same for every row and may be any value the column takes.
     In nullable columns, '' and 0 are written as NULL. Parents must come before their
     children: SQLite checks foreign keys row by row. ``on_rows(n)`` is told after every

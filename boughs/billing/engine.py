@@ -258,7 +258,8 @@ class Engine:
         self.period_end = period_end
         self.now = now
         self.meters: dict[str, Meter] = {}
-        # Each charge document parsed once, kept with the document so its id stays its own.
+        # Each charge document parsed once, by its id: the document is kept beside its
+        # pricing, so no other object can take that id while the engine lives.
         self._pricings: dict[int, tuple[Mapping[str, Any], rating.Pricing]] = {}
 
     async def rate(self, roots: Sequence[int]) -> list[Rated]:
@@ -490,7 +491,7 @@ class Engine:
 
     def _price(self, charge: Mapping[str, Any], quantity: Decimal, currency: str) -> rating.UsagePrice:
         known = self._pricings.get(id(charge))
-        if known is None or known[0] is not charge:
+        if known is None:
             known = self._pricings[id(charge)] = (charge, rating.pricing_of(charge))
         return known[1].price(quantity, currency)
 

@@ -332,8 +332,6 @@ def pricing_of(charge: Mapping[str, Any]) -> Pricing:
 
 def price_usage(charge: Mapping[str, Any], quantity: Decimal, currency: str) -> UsagePrice:
     """Price ``quantity`` (in the meter's unit) with a plan's stored usage-charge document."""
-    if not quantity.is_finite() or quantity < 0:
-        raise ValueError(f"usage quantity {quantity} is not a non-negative number")
     return pricing_of(charge).price(quantity, currency)
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -565,18 +564,6 @@ async def insert_lines(session: AsyncSession, provider_id: int, columns: dict[st
         await bulk.insert_columns(session, LINES, columns, constants={"provider_id": provider_id})
 
 
-def _copy_ready(value: Any) -> Any:
-    """A value of an invoice row as ``bulk.insert_columns`` takes it: JSON documents as JSON
-    text, dates and instants as ISO text."""
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    return value
-
-
 _NEXT_INVOICE_IDS = text(
     "SELECT nextval(pg_get_serial_sequence('invoices', 'id')) FROM generate_series(1, :n)"
 )
@@ -589,7 +576,7 @@ async def insert_invoices(session: AsyncSession, rows: list[dict[str, Any]]) -> 
     if is_postgres(session):
         # Taking the ids from the sequence first lets the rows go by COPY, which returns nothing.
         ids = list(await session.scalars(_NEXT_INVOICE_IDS, {"n": len(rows)}))
-        columns = {"id": ids} | {name: [_copy_ready(row[name]) for row in rows] for name in rows[0]}
+        columns = {"id": ids} | {name: [row[name] for row in rows] for name in rows[0]}
         await bulk.insert_columns(session, INVOICES, columns)
         return {row["owner_account_id"]: i for row, i in zip(rows, ids, strict=True)}
     found = await session.execute(
