@@ -21,6 +21,7 @@ from boughs.console import install_console
 from boughs.db import Database
 from boughs.jobs.api import router as jobs_router
 from boughs.kit.clock import Clock, SystemClock
+from boughs.kit.collector import settle_after_start
 from boughs.memberships.api import router as memberships_router
 from boughs.middleware import RequestIdMiddleware, install_error_handlers
 from boughs.providers.api import router as provider_router
@@ -117,4 +118,6 @@ def app_from_environment() -> FastAPI:
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    return create_app(settings, check_schema=False)
+    application = create_app(settings, check_schema=False)
+    settle_after_start()
+    return application

@@ -19,6 +19,7 @@ from rich.tree import Tree
 from boughs.config import Settings, get_settings
 from boughs.db import Database
 from boughs.kit.clock import SystemClock
+from boughs.kit.collector import settle_after_start
 from boughs.kit.errors import BoughsError, SchemaOutOfDate
 
 app = typer.Typer(help="Boughs: subscriber management and billing for account hierarchies.")
@@ -97,6 +98,7 @@ def serve(
     )
     if processes == 1:
         application = create_app(settings, check_schema=False, run_jobs=workers)
+        settle_after_start()
         uvicorn.run(application, host=host, port=port, log_config=None, proxy_headers=True)
         return
     # Each process builds its own app (and, embedded, its own workers) from the environment.
@@ -607,6 +609,7 @@ def worker(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     runtime.start_worker(threads)
+    settle_after_start()
     console.print(f"Worker {runtime.worker_name} is running jobs from queue '{runtime.queue_name}'.")
     sys.stdout.flush()
 

@@ -40,7 +40,8 @@ from boughs.kit.clock import Clock
 from boughs.kit.csv_header import check_header
 from boughs.kit.errors import InvalidInput, NotFound
 from boughs.usage import ingest
-from boughs.usage.schemas import MAX_BATCH, SUBJECTS, EventResult, EventStatus
+from boughs.usage.ingest import Outcome
+from boughs.usage.schemas import MAX_BATCH, SUBJECTS, EventStatus
 from boughs.usage.tasks import fold_pending
 
 REQUIRED_COLUMNS = ("id", "meter", "quantity", "timestamp")
@@ -376,7 +377,7 @@ async def _take(
         rejects.add(line, event_id, reason)
 
 
-def _count(report: UsageImportReport, result: EventResult) -> None:
+def _count(report: UsageImportReport, result: Outcome) -> None:
     if result.status is EventStatus.accepted:
         report.accepted += 1
         report.late += result.late

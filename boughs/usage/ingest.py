@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -26,7 +26,7 @@ from boughs.providers import repository as providers
 from boughs.usage import fold_repository, repository
 from boughs.usage.models import Aggregation, Meter
 from boughs.usage.repository import NewEvent, Subject
-from boughs.usage.schemas import SUBJECTS, EventIn, EventResult, EventStatus
+from boughs.usage.schemas import SUBJECTS, EventIn, EventStatus
 
 # How far ahead of our clock an event's timestamp may be: senders' clocks drift.
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -36,7 +36,21 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_SCALED = 2**53
 
 
-@dataclass
+@dataclass(slots=True)
+class Outcome:
+    """How one event of a batch was taken; the API answers it as an ``EventResult``.
+
+    Not a model: a batch makes a thousand, and the answer is serialised once.
+    """
+
+    index: int
+    id: str | None
+    status: EventStatus
+    reason: str | None = None
+    late: bool = False
+
+
+@dataclass(slots=True)
 class Candidate:
     """An event that passed its own checks, on its way to storage."""
 
@@ -44,23 +58,23 @@ class Candidate:
     event: EventIn
     meter: Meter
     scaled: int
+    occurred_at: datetime  # in UTC
+    subject_name: str  # which of SUBJECTS the event names
     fingerprint: str
-    subject: Subject | None = None
     unique_value: str | None = None
+    subject: Subject | None = None
     late: bool = False
 
 
 @dataclass
 class Batch:
-    results: list[EventResult | None]
+    results: list[Outcome | None]
     candidates: list[Candidate] = field(default_factory=list)
     # The fingerprint stored under each id a candidate named: what a repeat is compared with.
     stored_prints: dict[str, str] = field(default_factory=dict)
 
     def reject(self, index: int, event_id: str | None, reason: str) -> None:
-        self.results[index] = EventResult(
-            index=index, id=event_id, status=EventStatus.rejected, reason=reason
-        )
+        self.results[index] = Outcome(index, event_id, EventStatus.rejected, reason)
 
 
 def _reason(error: ValidationError) -> str:
@@ -72,19 +86,21 @@ def _reason(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def fingerprint(event: EventIn) -> str:
-    """What the sender said, canonically: numbers and times compare by value, not spelling."""
-    subject = next(name for name in SUBJECTS if getattr(event, name) is not None)
+def subject_of(event: EventIn) -> str:
+    """Which of SUBJECTS the event names (validation let through exactly one)."""
+    for name in SUBJECTS:
+        if getattr(event, name) is not None:
+            return name
+    raise AssertionError("an event that passed validation names a subject")
+
+
+def fingerprint(event: EventIn, subject: str, occurred_at: datetime) -> str:
+    """What the sender said, canonically: numbers and times compare by value, not spelling.
+    ``subject`` is the event's, ``occurred_at`` its timestamp in UTC."""
     properties = "" if event.properties is None else json.dumps(event.properties, sort_keys=True, default=str)
-    content = "\x1f".join(
-        (
-            event.meter,
-            format(event.quantity.normalize(), "f"),
-            event.timestamp.astimezone(UTC).isoformat(),
-            subject,
-            str(getattr(event, subject)),
-            properties,
-        )
+    content = (
+        f"{event.meter}\x1f{event.quantity.normalize():f}\x1f{occurred_at.isoformat()}\x1f"
+        f"{subject}\x1f{getattr(event, subject)}\x1f{properties}"
     )
     return hashlib.blake2b(content.encode(), digest_size=16).hexdigest()
 
@@ -97,7 +113,7 @@ def scale(quantity: Decimal, precision: int) -> int | None:
     return int(scaled)
 
 
-async def ingest(ctx: Ctx, raw_events: Sequence[Any]) -> list[EventResult]:
+async def ingest(ctx: Ctx, raw_events: Sequence[Any]) -> list[Outcome]:
     batch = Batch(results=[None] * len(raw_events))
     provider = await providers.get(ctx.session, ctx.provider_id)
     now = ctx.now()
@@ -169,11 +185,13 @@ async def ingest(ctx: Ctx, raw_events: Sequence[Any]) -> list[EventResult]:
                 )  # fmt: skip
                 continue
             unique_value = str(value)
-        print_ = fingerprint(event)
+        subject = subject_of(event)
+        occurred_at = event.timestamp.astimezone(UTC)
+        print_ = fingerprint(event, subject, occurred_at)
         if event.id in first_of:
             repeats.append((index, event, print_))
             continue
-        candidate = Candidate(index, event, meter, scaled, print_, unique_value=unique_value)
+        candidate = Candidate(index, event, meter, scaled, occurred_at, subject, print_, unique_value)
         first_of[event.id] = candidate
         batch.candidates.append(candidate)
 
@@ -188,7 +206,7 @@ async def ingest(ctx: Ctx, raw_events: Sequence[Any]) -> list[EventResult]:
         if earlier.status == EventStatus.rejected:
             batch.reject(index, event.id, earlier.reason or "rejected")
         elif print_ == batch.stored_prints.get(event.id):
-            batch.results[index] = EventResult(index=index, id=event.id, status=EventStatus.duplicate)
+            batch.results[index] = Outcome(index, event.id, EventStatus.duplicate)
         else:
             batch.results[index] = _conflict(index, event.id)
     return [r for r in batch.results if r is not None]
@@ -209,22 +227,21 @@ def _request_fold(provider_id: int) -> None:
         current.request_fold(provider_id)
 
 
-def _conflict(index: int, event_id: str) -> EventResult:
-    return EventResult(
-        index=index, id=event_id, status=EventStatus.conflict,
-        reason="id: an event with this id and different content was already taken; "
-        "give a new event a new id, and resend an event exactly as first sent",
-    )  # fmt: skip
+_CONFLICT = (
+    "id: an event with this id and different content was already taken; "
+    "give a new event a new id, and resend an event exactly as first sent"
+)
+
+
+def _conflict(index: int, event_id: str) -> Outcome:
+    return Outcome(index, event_id, EventStatus.conflict, _CONFLICT)
 
 
 async def _resolve_subjects(ctx: Ctx, batch: Batch) -> None:
     scope = await scope_of(ctx)
     wanted: dict[str, set[Any]] = {name: set() for name in SUBJECTS}
     for c in batch.candidates:
-        for name in SUBJECTS:
-            value = getattr(c.event, name)
-            if value is not None:
-                wanted[name].add(value)
+        wanted[c.subject_name].add(getattr(c.event, c.subject_name))
     found: dict[str, dict[Any, Subject]] = {
         "account_id": await repository.accounts_by_id(ctx.session, scope, sorted(wanted["account_id"])),
         "external_account_id": await repository.accounts_by_external_id(
@@ -236,8 +253,9 @@ async def _resolve_subjects(ctx: Ctx, batch: Batch) -> None:
         "iccid": {},
     }
     kept: list[Candidate] = []
+    allowed: dict[str, bool] = {}
     for c in batch.candidates:
-        name = next(n for n in SUBJECTS if getattr(c.event, n) is not None)
+        name = c.subject_name
         value = getattr(c.event, name)
         subject = found[name].get(value)
         if subject is None:
@@ -245,14 +263,17 @@ async def _resolve_subjects(ctx: Ctx, batch: Batch) -> None:
                 c.index, c.event.id, f"{name}: no {_subject_noun(name)} {value!r} that you can reach"
             )
             continue
-        if not scope.allows(subject.path, Permission.manage_services):
+        may = allowed.get(subject.path)
+        if may is None:
+            may = allowed[subject.path] = scope.allows(subject.path, Permission.manage_services)
+        if not may:
             batch.reject(
                 c.index, c.event.id,
                 f"{name}: your role does not allow reporting usage for account {subject.account_id}",
             )  # fmt: skip
             continue
         c.subject = subject
-        c.late = subject.billed_until is not None and c.event.timestamp < subject.billed_until
+        c.late = subject.billed_until is not None and c.occurred_at < subject.billed_until
         kept.append(c)
     batch.candidates = kept
 
@@ -273,19 +294,12 @@ async def _store(ctx: Ctx, batch: Batch) -> list[Candidate]:
     ordered = sorted(batch.candidates, key=lambda c: c.event.id)
     rows = []
     for c in ordered:
-        assert c.subject is not None
+        subject = c.subject
+        assert subject is not None
         rows.append(
             NewEvent(
-                c.event.id,
-                c.meter.id,
-                c.subject.account_id,
-                c.subject.service_id,
-                c.scaled,
-                c.event.timestamp.astimezone(UTC),
-                now,
-                c.fingerprint,
-                c.late,
-                c.event.properties,
+                c.event.id, c.meter.id, subject.account_id, subject.service_id, c.scaled, c.occurred_at, now,
+                c.fingerprint, c.late, c.event.properties,
             )
         )  # fmt: skip
     batch_id = await fold_repository.open_batch(ctx.session, ctx.provider_id, now)
@@ -297,12 +311,10 @@ async def _store(ctx: Ctx, batch: Batch) -> list[Candidate]:
     batch.stored_prints.update({c.event.id: c.fingerprint for c in ordered if c.event.id in inserted})
     for c in seen:
         if stored_prints.get(c.event.id) == c.fingerprint:
-            batch.results[c.index] = EventResult(index=c.index, id=c.event.id, status=EventStatus.duplicate)
+            batch.results[c.index] = Outcome(c.index, c.event.id, EventStatus.duplicate)
         else:
             batch.results[c.index] = _conflict(c.index, c.event.id)
     accepted = [c for c in ordered if c.event.id in inserted]
     for c in accepted:
-        batch.results[c.index] = EventResult(
-            index=c.index, id=c.event.id, status=EventStatus.accepted, late=c.late
-        )
+        batch.results[c.index] = Outcome(c.index, c.event.id, EventStatus.accepted, None, c.late)
     return accepted

@@ -270,11 +270,13 @@ async def insert_new_events(
     if not events:
         return {}
     if is_postgres(session):
+        # A batch is received at one moment: written once, not per event.
+        received = {moment: moment.isoformat() for moment in {e.received_at for e in events}}
         document = json.dumps(
             [
                 (
                     e.event_key, e.meter_id, e.account_id, e.service_id, e.quantity,
-                    e.occurred_at.isoformat(), e.received_at.isoformat(), e.fingerprint, e.late, e.properties,
+                    e.occurred_at.isoformat(), received[e.received_at], e.fingerprint, e.late, e.properties,
                 )
                 for e in events
             ]

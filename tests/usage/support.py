@@ -21,9 +21,9 @@ from boughs.services import service as services
 from boughs.services.schemas import ServiceCreate
 from boughs.usage import fold
 from boughs.usage import service as usage
-from boughs.usage.ingest import ingest
+from boughs.usage.ingest import Outcome, ingest
 from boughs.usage.models import UsageEvent, UsageRollup
-from boughs.usage.schemas import EventResult, MeterCreate
+from boughs.usage.schemas import MeterCreate
 
 _serial = itertools.count(1)
 
@@ -78,17 +78,17 @@ def event(
     return {"id": event_id, "meter": meter, "quantity": quantity, "timestamp": timestamp, **subject}
 
 
-async def send(ctx: Ctx, events: Sequence[Any]) -> list[EventResult]:
+async def send(ctx: Ctx, events: Sequence[Any]) -> list[Outcome]:
     results = await ingest(ctx, events)
     assert [r.index for r in results] == list(range(len(events))), "one answer per event, in order"
     return results
 
 
-def statuses(results: Sequence[EventResult]) -> list[str]:
+def statuses(results: Sequence[Outcome]) -> list[str]:
     return [r.status.value for r in results]
 
 
-def reasons(results: Sequence[EventResult]) -> list[str]:
+def reasons(results: Sequence[Outcome]) -> list[str]:
     return [r.reason or "" for r in results]
 
 

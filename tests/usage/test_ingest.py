@@ -18,9 +18,9 @@ from boughs.services import service as services
 from boughs.services.models import ServiceStatus
 from boughs.usage import fold, retention
 from boughs.usage import service as usage
-from boughs.usage.ingest import MAX_SCALED
+from boughs.usage.ingest import MAX_SCALED, fingerprint, subject_of
 from boughs.usage.models import UsageEvent
-from boughs.usage.schemas import Granularity, UsageScope
+from boughs.usage.schemas import BatchResult, EventIn, Granularity, UsageScope
 from tests.conftest import START, Tenant, make_tenant
 from tests.usage.support import (
     event,
@@ -363,6 +363,31 @@ async def test_raw_events_expire_but_their_rollups_stay(
         assert statuses(resent) == ["rejected"] and reasons(resent)[0].startswith("timestamp:")
 
 
+def test_fingerprints_stay_what_stored_events_were_compared_by() -> None:
+    """A resent event is a duplicate only if its fingerprint matches the stored one, so the
+    canonical form may never change: these are fingerprints events were stored with."""
+    cases = [
+        (
+            {"id": "f1", "meter": "data", "quantity": "1500.0", "timestamp": "2026-03-01T13:30:00+02:00",
+             "login": "alice"},
+            "507f243e476a0034a7b1b5a08d0cbea1",
+        ),
+        (
+            {"id": "f2", "meter": "voice", "quantity": 12.50, "timestamp": "2026-03-01T11:30:00Z",
+             "account_id": 42, "properties": {"b": 1, "a": "x"}},
+            "3ac2008729a0eaa5a359117303f4c6fa",
+        ),
+    ]  # fmt: skip
+    for raw, stored in cases:
+        sent = EventIn.model_validate(raw)
+        assert fingerprint(sent, subject_of(sent), sent.timestamp.astimezone(UTC)) == stored
+    # The same usage spelled differently is the same event.
+    respelled = EventIn.model_validate(
+        {**cases[0][0], "quantity": "1.5E3", "timestamp": "2026-03-01T11:30:00Z"}
+    )
+    assert fingerprint(respelled, "login", respelled.timestamp.astimezone(UTC)) == cases[0][1]
+
+
 # --- over HTTP ----------------------------------------------------------------------------------
 
 
@@ -388,6 +413,9 @@ async def test_the_api_answers_every_event_and_counts_them(
     ]  # fmt: skip
     assert [r["index"] for r in body["results"]] == list(range(6))
     assert body["results"][1]["reason"].startswith("event:")
+    # The answer is written without the model: it must still be exactly the documented one.
+    documented = BatchResult.model_validate_json(answer.text)
+    assert json.loads(documented.model_dump_json()) == body
     conflict = await client.post(
         f"{API}/usage-events", json={"events": [event("h1", "99", EARLIER, account_id=world.child)]}
     )
