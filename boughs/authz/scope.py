@@ -76,6 +76,10 @@ class Scope:
     def allows(self, path: str, permission: Permission) -> bool:
         return permission in self.permissions_at(path)
 
+    def allows_everywhere(self, permission: Permission) -> bool:
+        """Whether every account of the provider allows it, without asking account by account."""
+        return self.whole_provider and permission in permissions.for_staff_role(self.staff_role or "")
+
     def covers_path(self, path: str) -> bool:
         return self.whole_provider or bool(self.roles_at(path))
 

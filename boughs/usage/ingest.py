@@ -24,7 +24,7 @@ from boughs.authz.scope import scope_of
 from boughs.context import Ctx
 from boughs.providers import repository as providers
 from boughs.usage import fold_repository, repository
-from boughs.usage.models import Aggregation, Meter
+from boughs.usage.models import Aggregation
 from boughs.usage.repository import NewEvent, Subject
 from boughs.usage.schemas import SUBJECTS, EventIn, EventStatus
 
@@ -56,7 +56,7 @@ class Candidate:
 
     index: int
     event: EventIn
-    meter: Meter
+    meter_id: int
     scaled: int
     occurred_at: datetime  # in UTC
     subject_name: str  # which of SUBJECTS the event names
@@ -113,42 +113,84 @@ def scale(quantity: Decimal, precision: int) -> int | None:
     return int(scaled)
 
 
-async def ingest(ctx: Ctx, raw_events: Sequence[Any]) -> list[Outcome]:
-    batch = Batch(results=[None] * len(raw_events))
-    provider = await providers.get(ctx.session, ctx.provider_id)
-    now = ctx.now()
-    oldest = now - timedelta(days=provider.usage_retention_days)
+@dataclass(slots=True)
+class Formed:
+    """An event whose form, subject and time passed the checks that need no database."""
 
-    parsed: list[tuple[int, EventIn]] = []
+    index: int
+    event: EventIn
+    subject_name: str
+    occurred_at: datetime  # in UTC
+    fingerprint: str
+
+
+@dataclass
+class FormedBatch:
+    """A batch through ``check_forms``: its events in good form, and those refused already."""
+
+    size: int
+    formed: list[Formed]
+    refused: list[Outcome]
+
+
+def check_forms(raw_events: Sequence[Any]) -> FormedBatch:
+    """Each event's form, subject and time, checked with no database and no clock."""
+    formed: list[Formed] = []
+    refused: list[Outcome] = []
     for index, raw in enumerate(raw_events):
-        raw_id = raw.get("id") if isinstance(raw, dict) else None
-        event_id = raw_id if isinstance(raw_id, str) else None
         if not isinstance(raw, dict):
-            batch.reject(index, None, "event: must be a JSON object")
+            refused.append(Outcome(index, None, EventStatus.rejected, "event: must be a JSON object"))
             continue
         try:
             event = EventIn.model_validate(raw)
         except ValidationError as error:
-            batch.reject(index, event_id, _reason(error))
+            raw_id = raw.get("id")
+            event_id = raw_id if isinstance(raw_id, str) else None
+            refused.append(Outcome(index, event_id, EventStatus.rejected, _reason(error)))
             continue
-        if event.timestamp > now + FUTURE_TOLERANCE:
+        subject = subject_of(event)
+        occurred_at = event.timestamp.astimezone(UTC)
+        formed.append(Formed(index, event, subject, occurred_at, fingerprint(event, subject, occurred_at)))
+    return FormedBatch(len(raw_events), formed, refused)
+
+
+async def ingest(ctx: Ctx, raw_events: Sequence[Any]) -> list[Outcome]:
+    """Store the batch's events in good form that pass the provider's checks (time window,
+    meters, subjects, ids); every event of the batch answered, in order."""
+    sent = check_forms(raw_events)
+    batch = Batch(results=[None] * sent.size)
+    for outcome in sent.refused:
+        batch.results[outcome.index] = outcome
+    provider = await providers.get(ctx.session, ctx.provider_id)
+    now = ctx.now()
+    oldest = now - timedelta(days=provider.usage_retention_days)
+
+    parsed: list[Formed] = []
+    for formed in sent.formed:
+        index, event = formed.index, formed.event
+        if formed.occurred_at > now + FUTURE_TOLERANCE:
             batch.reject(index, event.id, "timestamp: is in the future; send the time the usage happened")
             continue
-        if event.timestamp < oldest:
+        if formed.occurred_at < oldest:
             batch.reject(
                 index, event.id,
                 f"timestamp: is older than the {provider.usage_retention_days}-day retention window; "
                 "usage that old can no longer be taken",
             )  # fmt: skip
             continue
-        parsed.append((index, event))
+        parsed.append(formed)
 
     meters = await repository.meters_by_code(
-        ctx.session, ctx.provider_id, sorted({e.meter for _, e in parsed})
+        ctx.session, ctx.provider_id, sorted({f.event.meter for f in parsed})
     )
+    # Read once per meter, not once per event through the mapped attributes.
+    precision_of = {code: m.precision for code, m in meters.items()}
+    id_of = {code: m.id for code, m in meters.items()}
+    counts_distinct = {code for code, m in meters.items() if m.aggregation == Aggregation.unique_count.value}
     first_of: dict[str, Candidate] = {}
     repeats: list[tuple[int, EventIn, str]] = []
-    for index, event in parsed:
+    for formed in parsed:
+        index, event = formed.index, formed.event
         meter = meters.get(event.meter)
         if meter is None:
             batch.reject(
@@ -157,7 +199,7 @@ async def ingest(ctx: Ctx, raw_events: Sequence[Any]) -> list[Outcome]:
                 f"meter: there is no meter '{event.meter}'; create it with POST /api/v1/meters",
             )
             continue
-        scaled = scale(event.quantity, meter.precision)
+        scaled = scale(event.quantity, precision_of[event.meter])
         if scaled is None:
             step = "whole numbers" if meter.precision == 0 else f"at most {meter.precision} decimal places"
             batch.reject(index, event.id, f"quantity: meter '{meter.code}' takes {step} of {meter.unit}")
@@ -170,7 +212,7 @@ async def ingest(ctx: Ctx, raw_events: Sequence[Any]) -> list[Outcome]:
             )  # fmt: skip
             continue
         unique_value: str | None = None
-        if meter.aggregation == Aggregation.unique_count.value:
+        if event.meter in counts_distinct:
             value = (event.properties or {}).get(meter.unique_property or "")
             if (
                 not isinstance(value, str | int)
@@ -185,13 +227,13 @@ async def ingest(ctx: Ctx, raw_events: Sequence[Any]) -> list[Outcome]:
                 )  # fmt: skip
                 continue
             unique_value = str(value)
-        subject = subject_of(event)
-        occurred_at = event.timestamp.astimezone(UTC)
-        print_ = fingerprint(event, subject, occurred_at)
         if event.id in first_of:
-            repeats.append((index, event, print_))
+            repeats.append((index, event, formed.fingerprint))
             continue
-        candidate = Candidate(index, event, meter, scaled, occurred_at, subject, print_, unique_value)
+        candidate = Candidate(
+            index, event, id_of[event.meter], scaled, formed.occurred_at, formed.subject_name,
+            formed.fingerprint, unique_value,
+        )  # fmt: skip
         first_of[event.id] = candidate
         batch.candidates.append(candidate)
 
@@ -253,7 +295,7 @@ async def _resolve_subjects(ctx: Ctx, batch: Batch) -> None:
         "iccid": {},
     }
     kept: list[Candidate] = []
-    allowed: dict[str, bool] = {}
+    everywhere = scope.allows_everywhere(Permission.manage_services)
     for c in batch.candidates:
         name = c.subject_name
         value = getattr(c.event, name)
@@ -263,10 +305,7 @@ async def _resolve_subjects(ctx: Ctx, batch: Batch) -> None:
                 c.index, c.event.id, f"{name}: no {_subject_noun(name)} {value!r} that you can reach"
             )
             continue
-        may = allowed.get(subject.path)
-        if may is None:
-            may = allowed[subject.path] = scope.allows(subject.path, Permission.manage_services)
-        if not may:
+        if not everywhere and not scope.allows(subject.path, Permission.manage_services):
             batch.reject(
                 c.index, c.event.id,
                 f"{name}: your role does not allow reporting usage for account {subject.account_id}",
@@ -298,7 +337,7 @@ async def _store(ctx: Ctx, batch: Batch) -> list[Candidate]:
         assert subject is not None
         rows.append(
             NewEvent(
-                c.event.id, c.meter.id, subject.account_id, subject.service_id, c.scaled, c.occurred_at, now,
+                c.event.id, c.meter_id, subject.account_id, subject.service_id, c.scaled, c.occurred_at, now,
                 c.fingerprint, c.late, c.event.properties,
             )
         )  # fmt: skip

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -156,8 +155,9 @@ async def delete_meter(session: AsyncSession, meter: Meter) -> None:
 # --- resolving subjects ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Subject:
+class Subject(NamedTuple):
+    """Whose usage an event is (a batch resolves a thousand: a plain tuple each)."""
+
     account_id: int
     path: str
     billed_until: datetime | None
