@@ -7,9 +7,7 @@ so nothing is announced that did not happen.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,7 +23,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import NullPool
 
-from boughs.sqlite_inline import BUSY_TIMEOUT_MS, DRIVER, begin_immediate
+from boughs.sqlite_inline import BUSY_TIMEOUT_MS, DRIVER, WriteGate, begin_immediate, write_gate_for
 
 log = logging.getLogger(__name__)
 
@@ -127,21 +125,11 @@ class Database:
             self.read_engine = create_async_engine(self.url, isolation_level="AUTOCOMMIT", **read_kwargs)
             read_bind = self.read_engine
         self.read_sessionmaker = async_sessionmaker(read_bind, expire_on_commit=False)
-        # SQLite takes one writer at a time. Writers of this process queue here, in order,
-        # rather than polling the file lock with backoff (which starves some of them);
+        # SQLite takes one writer at a time. Writers of this process, on any of its loops,
+        # queue at the file's gate, in order, rather than polling the file lock with
+        # backoff (which starves some of them and leaves the lock idle between polls);
         # other processes still meet at the lock with its busy timeout.
-        self._write_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def _write_gate(self) -> asyncio.Lock | None:
-        if not self.is_sqlite:
-            return None
-        loop = asyncio.get_running_loop()
-        gate = self._write_gates.get(loop)
-        if gate is None:
-            gate = self._write_gates[loop] = asyncio.Lock()
-        return gate
+        self._write_gate: WriteGate | None = write_gate_for(self.url.database) if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -154,7 +142,7 @@ class Database:
             async with self._read() as session:
                 yield session
             return
-        gate = self._write_gate()
+        gate = self._write_gate
         async with self.sessionmaker() as session:
             session.info["after_commit"] = []
             if gate is not None:

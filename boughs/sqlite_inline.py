@@ -12,8 +12,11 @@ wait to write or to commit.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import threading
 import time
+from collections import deque
 from typing import Any
 
 from sqlalchemy.dialects import registry
@@ -47,6 +50,77 @@ def begin_immediate(connection: sqlite3.Connection) -> None:
             pause = min(pause * 2, 0.05)
     finally:
         connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+class WriteGate:
+    """One writer at a time among a process's units of work on one SQLite file, whatever
+    event loop (thread) each runs on: a writer waits its turn in order and is handed the
+    gate the moment the last one finishes.
+
+    Without it, writers on different loops (the server's and its embedded workers') met
+    only at the file lock, each polling it with growing pauses: CPU spent asking, and the
+    lock idle while the next writer slept. Other processes still meet at the file lock.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._held = False
+        self._waiting: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+
+    async def acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return
+            turn: asyncio.Future[None] = loop.create_future()
+            self._waiting.append((loop, turn))
+        try:
+            async with asyncio.timeout(BUSY_TIMEOUT_MS / 1000):
+                await turn
+        except (asyncio.CancelledError, TimeoutError) as stopped:
+            if turn.done() and not turn.cancelled():
+                # Handed the gate as the wait was given up: pass it on.
+                self.release()
+            if isinstance(stopped, TimeoutError):
+                # What SQLite says when its own busy timeout runs out.
+                raise sqlite3.OperationalError("database is locked") from None
+            raise
+
+    def release(self) -> None:
+        """Hand the gate to the next writer waiting, or leave it free."""
+        with self._guard:
+            while self._waiting:
+                loop, turn = self._waiting.popleft()
+                try:
+                    loop.call_soon_threadsafe(self._hand_over, turn)
+                    return
+                except RuntimeError:  # that writer's loop has closed: the next one
+                    continue
+            self._held = False
+
+    def _hand_over(self, turn: asyncio.Future[None]) -> None:
+        """On the waiting writer's own loop: its turn, unless it stopped waiting."""
+        if turn.cancelled():
+            self.release()
+        else:
+            turn.set_result(None)
+
+
+_gates: dict[str, WriteGate] = {}
+_gates_guard = threading.Lock()
+
+
+def write_gate_for(database: str | None) -> WriteGate:
+    """The process's gate for a SQLite file (a gate of its own for an in-memory database)."""
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return WriteGate()
+    key = os.path.realpath(database)
+    with _gates_guard:
+        gate = _gates.get(key)
+        if gate is None:
+            gate = _gates[key] = WriteGate()
+        return gate
 
 
 class InlineCursor(sqlite3.Cursor):

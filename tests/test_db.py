@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -104,3 +107,106 @@ async def test_a_sqlite_writer_gives_up_after_the_busy_timeout(
     finally:
         holder.close()
         await db.dispose()
+
+
+def _run_in_thread_loop(work: Callable[[], Coroutine[Any, Any, None]]) -> threading.Thread:
+    """``work`` (a coroutine function) run on an event loop of its own, in a thread of its
+    own: as the embedded workers run beside the server's loop."""
+
+    def run() -> None:
+        asyncio.run(work())
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+async def test_sqlite_writers_on_different_loops_of_one_process_never_overlap(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "loops.sqlite3"
+    shutil.copyfile(sqlite_template, path)
+    inside = 0
+    most_inside = 0
+    turns: list[str] = []
+
+    async def writer(name: str, db: Database) -> None:
+        nonlocal inside, most_inside
+        async with db.transaction() as session:
+            inside += 1
+            most_inside = max(most_inside, inside)
+            turns.append(name)
+            await session.execute(text("SELECT 1"))
+            await asyncio.sleep(0.002)
+            inside -= 1
+
+    async def worker_loop() -> None:
+        # Its own Database, as a worker's: the gate is the file's, not the instance's.
+        db = Database(f"sqlite+aiosqlite:///{path}")
+        try:
+            for _ in range(30):
+                await writer("worker", db)
+        finally:
+            await db.dispose()
+
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        thread = _run_in_thread_loop(worker_loop)
+        for _ in range(30):
+            await writer("server", db)
+        await asyncio.to_thread(thread.join, 30)
+    finally:
+        await db.dispose()
+    assert not thread.is_alive()
+    assert sorted(turns) == ["server"] * 30 + ["worker"] * 30
+    assert most_inside == 1
+
+
+async def test_the_write_gate_goes_to_waiters_in_order_and_past_one_that_gave_up() -> None:
+    gate = sqlite_inline.WriteGate()
+    order: list[str] = []
+
+    async def take(name: str) -> None:
+        await gate.acquire()
+        order.append(name)
+        gate.release()
+
+    await gate.acquire()
+    first = asyncio.create_task(take("first"))
+    quitter = asyncio.create_task(take("quitter"))
+    last = asyncio.create_task(take("last"))
+    await asyncio.sleep(0.01)
+    quitter.cancel()
+    await asyncio.sleep(0.01)
+    gate.release()
+    await asyncio.wait_for(asyncio.gather(first, last), 5)
+    assert order == ["first", "last"]
+    assert quitter.cancelled()
+    # Free again: taken at once.
+    await asyncio.wait_for(gate.acquire(), 1)
+    gate.release()
+
+
+async def test_a_writer_held_up_by_one_of_its_own_process_gives_up_after_the_busy_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sqlite_inline, "BUSY_TIMEOUT_MS", 100)
+    gate = sqlite_inline.WriteGate()
+    holding = threading.Event()
+    done = threading.Event()
+
+    async def holder() -> None:
+        await gate.acquire()
+        holding.set()
+        await asyncio.to_thread(done.wait, 10)
+        gate.release()
+
+    thread = _run_in_thread_loop(holder)
+    await asyncio.to_thread(holding.wait, 5)
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        await gate.acquire()
+    done.set()
+    await asyncio.to_thread(thread.join, 10)
+    # The writer that gave up left nothing behind: the gate is free.
+    await asyncio.wait_for(gate.acquire(), 1)
+    gate.release()
