@@ -11,9 +11,9 @@ the month: 50 per account and meter, each in some hour of it.
 The world is written with the raw engine straight into the tables, as the services and
 the ingest would have left it: accounts (paths, roots, depths, invoice modes), one open
 account link each, a service each, and the hourly rollups of the events (one row per
-service, per account and per subtree, the subtree rows for the account and its parent),
-aggregated in the database from the generated events. The provider, its meters and plans
-go through the domain services. No raw events are stored: a bill run reads rollups.
+service, per account, and for the usage below each parent), aggregated in the database
+from the generated events. The provider, its meters and plans go through the domain
+services. No raw events are stored: a bill run reads rollups.
 
 Measured, each in the same run:
 
@@ -25,7 +25,8 @@ Measured, each in the same run:
   broker, and the clock stops when the bill run has succeeded. The invoices (and bill
   runs) are cleared in between, so both runs do the same work.
 - The floor: hand-written SQL on the bare driver that aggregates the same usage (a GROUP
-  BY subject and meter over the month's service rollups, and over the pooled subtrees'),
+  BY subject and meter over the month's service rollups, and over the pooled subtrees': the
+  parents' own rows and those below them),
   prices it with the same plain arithmetic, and writes the same invoices and lines (COPY
   on PostgreSQL, executemany in one transaction on SQLite).
 
@@ -416,26 +417,19 @@ GROUP BY e.meter_id, e.service_id, e.account_id, h.hour
 {order}
 """
 # One service per account and no usage reported on accounts themselves: an account's own rows
-# are its service's. The subtree rows: every account's own, and (the trees are two levels
-# deep) each root's over its whole tree.
+# are its service's. The trees are two levels deep: the usage below each root is its
+# children's (a root's subtree is its own rows and those).
 ACCOUNT_ROLLUPS = """
 INSERT INTO usage_rollups (meter_id, kind, subject_id, hour, provider_id, account_id, total, peak, events)
 SELECT meter_id, 'account', account_id, hour, provider_id, account_id, total, peak, events
 FROM usage_rollups WHERE kind = 'service' AND provider_id = {p}
 {order}
 """
-CHILD_SUBTREE_ROLLUPS = """
+BELOW_ROOT_ROLLUPS = """
 INSERT INTO usage_rollups (meter_id, kind, subject_id, hour, provider_id, account_id, total, peak, events)
-SELECT r.meter_id, 'subtree', r.subject_id, r.hour, r.provider_id, r.account_id, r.total, r.peak, r.events
+SELECT r.meter_id, 'below', a.root_id, r.hour, {p}, a.root_id, sum(r.total), max(r.peak), sum(r.events)
 FROM usage_rollups AS r JOIN accounts AS a ON a.id = r.subject_id
-WHERE r.kind = 'account' AND r.provider_id = {p} AND a.depth = 1
-{order}
-"""
-ROOT_SUBTREE_ROLLUPS = """
-INSERT INTO usage_rollups (meter_id, kind, subject_id, hour, provider_id, account_id, total, peak, events)
-SELECT r.meter_id, 'subtree', a.root_id, r.hour, {p}, a.root_id, sum(r.total), max(r.peak), sum(r.events)
-FROM usage_rollups AS r JOIN accounts AS a ON a.id = r.subject_id
-WHERE r.kind = 'account' AND r.provider_id = {p}
+WHERE r.kind = 'account' AND r.provider_id = {p} AND a.depth > 0
 GROUP BY r.meter_id, a.root_id, r.hour
 {order}
 """
@@ -459,8 +453,7 @@ def _write_rollups(raw: Raw, world: World, sizes: Sizes) -> None:
     rebuild = _drop_rollup_indexes(raw)
     steps = (("service", SERVICE_ROLLUPS, "e.meter_id, e.service_id, h.hour"),
              ("account", ACCOUNT_ROLLUPS, "meter_id, account_id, hour"),
-             ("subtree (accounts)", CHILD_SUBTREE_ROLLUPS, "r.meter_id, r.subject_id, r.hour"),
-             ("subtree (roots)", ROOT_SUBTREE_ROLLUPS, "r.meter_id, a.root_id, r.hour"))  # fmt: skip
+             ("below (roots)", BELOW_ROOT_ROLLUPS, "r.meter_id, a.root_id, r.hour"))  # fmt: skip
     for kind, sql, key_order in steps:
         started = time.perf_counter()
         # SQLite keeps the primary key's index (it is part of the table): fed in its order.
@@ -572,7 +565,7 @@ GROUP BY subject_id, meter_id
 """
 FLOOR_POOLED_USAGE = """
 SELECT r.subject_id, r.meter_id, sum(r.total) FROM usage_rollups AS r
-WHERE r.meter_id IN ({meters}) AND r.kind = 'subtree' AND r.hour >= ? AND r.hour < ?
+WHERE r.meter_id IN ({meters}) AND r.kind IN ('account', 'below') AND r.hour >= ? AND r.hour < ?
   AND r.subject_id IN (SELECT s.account_id FROM services AS s JOIN plans AS p ON p.id = s.plan_id
                        WHERE s.provider_id = ? AND p.child_billing_mode IS NOT NULL)
 GROUP BY r.subject_id, r.meter_id

@@ -5,7 +5,7 @@ service on every fifth account and three meters (internet bytes that count towar
 voice minutes to the hundredth, API calls counted). Boughs then takes the events over
 HTTP: a real `boughs serve` process (uvicorn, one worker, with its embedded job workers)
 on the database, fed batches of 1,000 by concurrent clients, with idempotency (sender ids,
-content fingerprints) and rollups (service, account, and the subtree of every ancestor)
+content fingerprints) and rollups (service, account, and the usage below every ancestor)
 on: a round is timed until every batch is answered and the workers have folded it into
 the rollups. The reference writes
 the same rows with the raw engine into a scratch table of the same shape (the columns,
@@ -488,7 +488,7 @@ def _percentile(samples: list[float], share: float) -> float:
 
 SUBTREE_SQL = (
     "SELECT coalesce(sum(total), 0), coalesce(sum(events), 0) FROM usage_rollups "
-    "WHERE meter_id = ? AND kind = 'subtree' AND subject_id = ? AND hour >= ? AND hour < ?"
+    "WHERE meter_id = ? AND kind IN ('account', 'below') AND subject_id = ? AND hour >= ? AND hour < ?"
 )
 
 

@@ -141,3 +141,60 @@ def test_chain_since_is_filled_from_the_moves_in_the_link_history(database_url: 
         "mid": moved,
         "leaf": moved_again,
     }
+
+
+def test_subtree_rollups_become_the_usage_below_and_come_back(database_url: str) -> None:
+    """Migration 0010 keeps every subtree's usage: its own rows and its new below rows
+    together hold what its subtree rows held, and a downgrade gives those back."""
+    from sqlalchemy import MetaData, Table, insert, select
+
+    from boughs.schema import alembic_config, upgrade
+
+    hour = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    # An account with usage of its own and below it, a leaf with only its own, and a
+    # parent with usage only below it.
+    rows = [
+        ("account", 2, 5, 4, 2), ("subtree", 2, 12, 6, 3),
+        ("account", 3, 7, 7, 1), ("subtree", 3, 7, 7, 1),
+        ("subtree", 1, 19, 7, 4),
+    ]  # fmt: skip
+    before = {(kind, subject): (total, peak, events) for kind, subject, total, peak, events in rows}
+    command.downgrade(alembic_config(database_url), "0009")
+    engine = create_engine(sync_url(database_url))
+
+    def stored() -> dict[tuple[str, int], tuple[int, int, int]]:
+        with engine.connect() as conn:
+            rollups = Table("usage_rollups", MetaData(), autoload_with=conn)
+            found = conn.execute(
+                select(
+                    rollups.c.kind, rollups.c.subject_id, rollups.c.total, rollups.c.peak, rollups.c.events
+                )
+            )
+            return {(kind, subject): (total, peak, events) for kind, subject, total, peak, events in found}
+
+    try:
+        with engine.begin() as conn:
+            rollups = Table("usage_rollups", MetaData(), autoload_with=conn)
+            for kind, subject, total, peak, events in rows:
+                conn.execute(
+                    insert(rollups).values(
+                        meter_id=1, kind=kind, subject_id=subject, hour=hour, provider_id=1,
+                        account_id=subject, total=total, peak=peak, events=events,
+                    )
+                )  # fmt: skip
+        command.upgrade(alembic_config(database_url), "0010")
+        after = stored()
+        command.downgrade(alembic_config(database_url), "0009")
+        back = stored()
+    finally:
+        with engine.begin() as conn:
+            conn.execute(Table("usage_rollups", MetaData(), autoload_with=conn).delete())
+        upgrade(database_url)
+        engine.dispose()
+    # The leaf has nothing below it; the peaks below keep the subtree's greatest.
+    assert after == {
+        ("account", 2): (5, 4, 2), ("below", 2): (7, 6, 1),
+        ("account", 3): (7, 7, 1),
+        ("below", 1): (19, 7, 4),
+    }  # fmt: skip
+    assert back == before

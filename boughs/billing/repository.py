@@ -49,6 +49,7 @@ from boughs.services.models import (
     ServiceScheduledChange,
     ServiceStatus,
 )
+from boughs.usage.fold_repository import stored_kinds
 from boughs.usage.models import Meter, UsageEvent, UsageRollup, UsageUniqueValue
 
 INVOICES = cast(Table, Invoice.__table__)
@@ -391,7 +392,8 @@ async def measures(
     start: datetime,
     end: datetime,
 ) -> dict[int, Measure]:
-    """Each subject's total, peak and event count of one meter over [start, end), from the rollups."""
+    """Each subject's total, peak and event count of one meter over [start, end), from the
+    rollups; ``kind``: account or subtree (the account's own rows and those below it)."""
     found: dict[int, Measure] = {}
     for condition in one_of(session, UsageRollup.subject_id, sorted(set(subject_ids))):
         rows = await session.execute(
@@ -403,7 +405,7 @@ async def measures(
             )
             .where(
                 UsageRollup.meter_id == meter_id,
-                UsageRollup.kind == kind,
+                UsageRollup.kind.in_(stored_kinds(kind)),
                 condition,
                 UsageRollup.hour >= start,
                 UsageRollup.hour < end,
@@ -429,7 +431,7 @@ async def distinct_counts(
             select(UsageUniqueValue.subject_id, func.count(func.distinct(UsageUniqueValue.value)))
             .where(
                 UsageUniqueValue.meter_id == meter_id,
-                UsageUniqueValue.kind == kind,
+                UsageUniqueValue.kind.in_(stored_kinds(kind)),
                 condition,
                 UsageUniqueValue.hour >= start,
                 UsageUniqueValue.hour < end,

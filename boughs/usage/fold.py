@@ -3,8 +3,8 @@
 Ingest only stores events, a batch at a time, so a request is answered as soon as its
 events are durable. The fold then takes the oldest pending batches of a provider and, in
 one transaction that also marks them folded, adds their events to the hourly rollups of
-their service, their account and every account their account sat under when the usage
-happened, records the distinct values of unique_count meters, and counts cap-counting
+their service, their account, and (as usage below it) every account their account sat
+under when the usage happened, records the distinct values of unique_count meters, and counts cap-counting
 bytes toward the caps they fall under (acting on thresholds, see ``caps``). Each event is
 folded exactly once: marking its batch is part of the transaction that adds it, and
 folding transactions of a provider run one after another.
@@ -30,7 +30,7 @@ from boughs.context import Ctx
 from boughs.kit.clock import start_of_hour
 from boughs.kit.paths import ids_of
 from boughs.usage import caps, fold_repository, repository
-from boughs.usage.fold_repository import ACCOUNT, SERVICE, SUBTREE, LooseEvent, Span
+from boughs.usage.fold_repository import ACCOUNT, BELOW, SERVICE, LooseEvent, Span
 from boughs.usage.models import Aggregation, Meter
 from boughs.usage.repository import RollupDelta
 
@@ -82,6 +82,10 @@ class LinkHistory:
             found = self._seen[key] = await self._chain_back_then(event.account_id, event.occurred_at)
         return found
 
+    async def ancestors(self, event: LooseEvent) -> tuple[int, ...]:
+        """The chain above the event's account (root first) when the usage happened."""
+        return (await self.chain(event))[:-1]
+
     async def _chain_back_then(self, account_id: int, at: datetime) -> tuple[int, ...]:
         chain = [account_id]
         while True:
@@ -93,7 +97,7 @@ class LinkHistory:
 
 
 async def _fold_moved(ctx: Ctx, span: Span, history: LinkHistory) -> None:
-    """Subtree rows for usage dated before its account's chain last changed: along the
+    """Below rows for usage dated before its account's chain last changed: along the
     chain it had then, which the set-based fold cannot follow."""
     moved = await fold_repository.moved_chain_events(ctx.session, span)
     if not moved:
@@ -101,10 +105,10 @@ async def _fold_moved(ctx: Ctx, span: Span, history: LinkHistory) -> None:
     sums: dict[tuple[int, str, int, datetime], list[int]] = {}
     for event in moved:
         hour = start_of_hour(event.occurred_at)
-        for member in await history.chain(event):
-            row = sums.get((event.meter_id, SUBTREE, member, hour))
+        for member in await history.ancestors(event):
+            row = sums.get((event.meter_id, BELOW, member, hour))
             if row is None:
-                sums[(event.meter_id, SUBTREE, member, hour)] = [member, event.quantity, event.quantity, 1]
+                sums[(event.meter_id, BELOW, member, hour)] = [member, event.quantity, event.quantity, 1]
             else:
                 row[1] += event.quantity
                 row[2] = max(row[2], event.quantity)
@@ -148,7 +152,7 @@ async def subjects_of(event: LooseEvent, history: LinkHistory) -> list[tuple[str
     found = [(ACCOUNT, event.account_id, event.account_id)]
     if event.service_id is not None:
         found.append((SERVICE, event.service_id, event.account_id))
-    found += [(SUBTREE, member, member) for member in await history.chain(event)]
+    found += [(BELOW, member, member) for member in await history.ancestors(event)]
     return found
 
 

@@ -22,7 +22,17 @@ from boughs.kit.sql import is_postgres
 from boughs.kit.types import JSONDoc, UTCDateTime
 from boughs.usage.models import RollupKind
 
-SERVICE, ACCOUNT, SUBTREE = RollupKind.service.value, RollupKind.account.value, RollupKind.subtree.value
+SERVICE, ACCOUNT, BELOW = RollupKind.service.value, RollupKind.account.value, RollupKind.below.value
+# What a read may ask for besides a service's or an account's own usage: an account's
+# subtree, which its own rows and its below rows hold together.
+SUBTREE = "subtree"
+_STORED_AS = {SERVICE: (SERVICE,), ACCOUNT: (ACCOUNT,), SUBTREE: (ACCOUNT, BELOW)}
+
+
+def stored_kinds(kind: str) -> tuple[str, ...]:
+    """The rollup kinds whose rows, summed (peaks: the greatest), hold what a read of
+    ``kind`` (service, account or subtree) asks for."""
+    return _STORED_AS[kind]
 
 
 def _instants(*names: str) -> list[Any]:
@@ -148,7 +158,8 @@ _CURRENT_CHAIN = "(a.chain_since IS NULL OR a.chain_since <= e.occurred_at)"
 
 
 def _fold_statement(hour: str, members: str, member_id: str, greatest: str) -> Any:
-    """``members``: a table of the ids on an account's path ``a.path``, one ``member_id`` a row."""
+    """``members``: a table of the ids on an account's path ``a.path``, one ``member_id`` a
+    row; every one but the account itself gets a below row."""
     sql = f"""
     INSERT INTO usage_rollups (meter_id, kind, subject_id, hour, provider_id, account_id, total, peak, events)
     SELECT meter_id, kind, subject_id, hour, :provider_id, min(owner), sum(quantity), max(quantity), count(*)
@@ -160,9 +171,9 @@ def _fold_statement(hour: str, members: str, member_id: str, greatest: str) -> A
         SELECT e.meter_id, '{SERVICE}', e.service_id, {hour}, e.account_id, e.quantity
         FROM usage_events AS e WHERE {_SPAN} AND e.service_id IS NOT NULL
         UNION ALL
-        SELECT e.meter_id, '{SUBTREE}', {member_id}, {hour}, {member_id}, e.quantity
+        SELECT e.meter_id, '{BELOW}', {member_id}, {hour}, {member_id}, e.quantity
         FROM usage_events AS e JOIN accounts AS a ON a.id = e.account_id CROSS JOIN {members}
-        WHERE {_SPAN} AND {_CURRENT_CHAIN}
+        WHERE {_SPAN} AND {_CURRENT_CHAIN} AND {member_id} <> e.account_id
     ) AS d
     GROUP BY meter_id, kind, subject_id, hour
     ORDER BY meter_id, kind, subject_id, hour
@@ -190,7 +201,7 @@ _PG_FOLD = _fold_statement(
 
 async def fold_sums(session: AsyncSession, provider_id: int, span: Span) -> None:
     """Add the span's events to their service's and account's hourly rows, and to the
-    subtree rows along their account's path where that chain has held since the usage."""
+    below rows of their account's ancestors where that chain has held since the usage."""
     if is_postgres(session):
         # Grouping a fold's rows in memory rather than in temporary files on disk.
         await session.execute(text("SET LOCAL work_mem = '64MB'"))
@@ -370,7 +381,7 @@ class Wanted:
         params: dict[str, Any] = {
             "provider_id": self.provider_id,
             "meter_id": self.meter_id,
-            "kind": self.kind,
+            "kinds": list(stored_kinds(self.kind)),
             "subject_id": self.subject_id,
             "start": self.start,
             "end": self.end,
@@ -382,7 +393,10 @@ class Wanted:
 
     def statement(self, sql: str) -> TextualSelect:
         """``sql`` with its instants stored as the columns store them, and read back typed."""
-        return text(sql).bindparams(*_instants("start", "end")).columns(at=UTCDateTime, **_LOOSE_TYPES)
+        statement = text(sql).bindparams(*_instants("start", "end"))
+        if ":kinds" in sql:
+            statement = statement.bindparams(bindparam("kinds", expanding=True))
+        return statement.columns(at=UTCDateTime, **_LOOSE_TYPES)
 
     def pending(self, columns: str) -> str:
         """The events of batches not yet folded that may be the subject's."""
@@ -409,7 +423,7 @@ async def hourly_with_pending(session: AsyncSession, wanted: Wanted) -> list[Hou
                    NULL AS meter_id, NULL AS account_id, NULL AS service_id, NULL AS quantity,
                    NULL AS occurred_at, NULL AS properties, NULL AS path, NULL AS chain_since
             FROM usage_rollups AS r
-            WHERE r.meter_id = :meter_id AND r.kind = :kind AND r.subject_id = :subject_id
+            WHERE r.meter_id = :meter_id AND r.kind IN :kinds AND r.subject_id = :subject_id
               AND r.hour >= :start AND r.hour < :end
             UNION ALL
             {wanted.pending(f"1, e.occurred_at, e.quantity, e.quantity, 1, {_LOOSE_COLUMNS}")}

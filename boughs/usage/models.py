@@ -44,12 +44,14 @@ class Aggregation(StrEnum):
 
 class RollupKind(StrEnum):
     """Whose usage a rollup row holds: one service's, one account's own (its services and
-    events reported on the account itself), or an account's whole subtree as it stood
-    when the usage happened."""
+    events reported on the account itself), or the usage below an account: of its
+    descendants as they stood when the usage happened. An account's subtree is its own
+    rows and its below rows together, so an event is never written twice for one account
+    (most accounts are leaves, with no below rows at all)."""
 
     service = "service"
     account = "account"
-    subtree = "subtree"
+    below = "below"
 
 
 class Meter(Base):

@@ -404,15 +404,15 @@ async def forget_service(session: AsyncSession, provider_id: int, service_id: in
 
 
 async def forget_account(session: AsyncSession, provider_id: int, account_id: int) -> None:
-    """A deleted account's rollups go: its own, its subtree's and its services'. What it
-    used stays in its ancestors' subtree rows, as it happened."""
+    """A deleted account's rollups go: its own, those below it and its services'. What it
+    used stays in its ancestors' below rows, as it happened."""
     services = select(Service.id).where(Service.provider_id == provider_id, Service.account_id == account_id)
     for model in (UsageRollup, UsageUniqueValue):
         await session.execute(
             delete(model).where(
                 _of_provider(model, provider_id),
                 or_(
-                    and_(model.kind.in_(["account", "subtree"]), model.subject_id == account_id),
+                    and_(model.kind.in_(["account", "below"]), model.subject_id == account_id),
                     and_(model.kind == "service", model.subject_id.in_(services)),
                 ),
             )
@@ -423,12 +423,17 @@ async def forget_account(session: AsyncSession, provider_id: int, account_id: in
 
 
 async def unique_values(
-    session: AsyncSession, meter_id: int, kind: str, subject_id: int, start: datetime, end: datetime
+    session: AsyncSession,
+    meter_id: int,
+    kinds: Sequence[str],
+    subject_id: int,
+    start: datetime,
+    end: datetime,
 ) -> list[tuple[datetime, str]]:
     rows = await session.execute(
         select(UsageUniqueValue.hour, UsageUniqueValue.value).where(
             UsageUniqueValue.meter_id == meter_id,
-            UsageUniqueValue.kind == kind,
+            UsageUniqueValue.kind.in_(kinds),
             UsageUniqueValue.subject_id == subject_id,
             UsageUniqueValue.hour >= start,
             UsageUniqueValue.hour < end,

@@ -27,7 +27,7 @@ from boughs.kit.pagination import PageOf, check_limit, id_cursor, page_of
 from boughs.services import service as services
 from boughs.usage import fold, fold_repository, repository
 from boughs.usage.fold_repository import LooseEvent
-from boughs.usage.models import Aggregation, Meter, RollupKind
+from boughs.usage.models import Aggregation, Meter
 from boughs.usage.schemas import Granularity, MeterCreate, MeterUpdate, UsageBucket, UsageOut, UsageScope
 
 ENTITY = "meter"
@@ -198,7 +198,7 @@ async def account_usage(
     scope: UsageScope,
 ) -> UsageOut:
     account = await accounts.get(ctx, account_id)
-    kind = RollupKind.subtree if scope is UsageScope.subtree else RollupKind.account
+    kind = fold_repository.SUBTREE if scope is UsageScope.subtree else fold_repository.ACCOUNT
     return await _usage(
         ctx,
         account.id,
@@ -223,7 +223,7 @@ async def service_usage(
     return await _usage(
         ctx,
         found.account_id,
-        Subject(RollupKind.service, found.id),
+        Subject(fold_repository.SERVICE, found.id),
         meter_code,
         start,
         end,
@@ -234,9 +234,10 @@ async def service_usage(
 
 @dataclass(frozen=True)
 class Subject:
-    """Whose usage: a rollup kind and subject; a subtree's top also by its path today."""
+    """Whose usage: a service, an account's own or its subtree (``fold_repository``'s
+    kinds of read), and the subject; a subtree's top also by its path today."""
 
-    kind: RollupKind
+    kind: str
     id: int
     path: str | None = None
 
@@ -269,7 +270,7 @@ async def _usage(
     # Rollups, plus the events the fold has not added to them yet.
     history = fold.LinkHistory(ctx.session)
     wanted = fold_repository.Wanted(
-        ctx.provider_id, meter.id, subject.kind.value, subject.id, subject.path, window_start, window_end
+        ctx.provider_id, meter.id, subject.kind, subject.id, subject.path, window_start, window_end
     )
     rows = await fold_repository.hourly_with_pending(ctx.session, wanted)
     for row in rows:
@@ -290,7 +291,12 @@ async def _usage(
             if seen_value is not None and await _counts_for(pending, subject, history):
                 seen_values.append((start_of_hour(pending.occurred_at), seen_value))
         seen_values += await repository.unique_values(
-            ctx.session, meter.id, subject.kind.value, subject.id, window_start, window_end
+            ctx.session,
+            meter.id,
+            fold_repository.stored_kinds(subject.kind),
+            subject.id,
+            window_start,
+            window_end,
         )
         for seen_at, seen in seen_values:
             distinct[_bucket_start(seen_at, granularity, zone)].add(seen)
@@ -337,7 +343,7 @@ async def _usage(
 async def _counts_for(event: LooseEvent, subject: Subject, history: fold.LinkHistory) -> bool:
     """A pending event the read found for the subject: exact, except a subtree's candidate
     dated before its account's chain changed, which the link history places."""
-    if subject.kind is not RollupKind.subtree or event.chain_is_current:
+    if subject.kind != fold_repository.SUBTREE or event.chain_is_current:
         return True
     return subject.id in await history.chain(event)
 

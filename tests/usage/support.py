@@ -98,7 +98,8 @@ async def stored_count(ctx: Ctx) -> int:
 
 async def rollup_totals(ctx: Ctx, meter_id: int) -> dict[tuple[str, int], tuple[int, int, int]]:
     """(kind, subject) → (sum of totals, max of peaks, sum of events) over every hour, once
-    the fold has added every pending batch to the rollups."""
+    the fold has added every pending batch to the rollups: for services, accounts' own
+    usage and accounts' subtrees (their own rows and the rows below them together)."""
     await fold.catch_up(ctx)
     rows = await ctx.session.execute(
         select(
@@ -111,9 +112,20 @@ async def rollup_totals(ctx: Ctx, meter_id: int) -> dict[tuple[str, int], tuple[
         .where(UsageRollup.meter_id == meter_id)
         .group_by(UsageRollup.kind, UsageRollup.subject_id)
     )
-    return {
+    stored = {
         (kind, subject): (int(total), int(peak), int(events)) for kind, subject, total, peak, events in rows
     }
+    totals = {key: value for key, value in stored.items() if key[0] != "below"}
+    for kind, subject in stored:
+        if kind in ("account", "below") and ("subtree", subject) not in totals:
+            own, below = stored.get(("account", subject)), stored.get(("below", subject))
+            parts = [p for p in (own, below) if p is not None]
+            totals[("subtree", subject)] = (
+                sum(p[0] for p in parts),
+                max(p[1] for p in parts),
+                sum(p[2] for p in parts),
+            )
+    return totals
 
 
 async def token_for(ctx: Ctx, actor: Actor) -> str:

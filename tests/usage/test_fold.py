@@ -126,8 +126,10 @@ async def test_answers_count_pending_events_and_the_fold_adds_each_once(
                 )
             )
         )
-        assert ("subtree", world.top, "x") in values and ("subtree", world.top, "y") in values
-        assert ("account", world.leaf, "x") in values and ("subtree", world.mid, "y") not in values
+        assert ("below", world.top, "x") in values and ("below", world.top, "y") in values
+        assert ("account", world.leaf, "x") in values and ("below", world.mid, "y") not in values
+        # The leaf's values are its own: nothing was used below it.
+        assert not any(kind == "below" and subject == world.leaf for kind, subject, _ in values)
 
 
 async def test_a_batch_of_nothing_new_leaves_nothing_to_fold(ctx_factory: Any, world: World) -> None:
@@ -309,7 +311,7 @@ async def test_an_ingest_asks_the_workers_to_fold(
         async with ctx_factory() as ctx:
             rows = await ctx.session.scalar(
                 select(func.sum(UsageRollup.total)).where(
-                    UsageRollup.kind == "subtree", UsageRollup.subject_id == world.top
+                    UsageRollup.kind == "below", UsageRollup.subject_id == world.top
                 )
             )
         assert rows == 3

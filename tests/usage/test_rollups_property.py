@@ -224,7 +224,8 @@ async def test_rollups_equal_a_naive_sum_over_the_accepted_events(
                 expected = "duplicate" if stored[sending.key] == normal(sending) else "conflict"
             assert result.status == expected, (sending, result)
 
-    # The naive sums, hour by hour, for every service, account and subtree.
+    # The naive sums, hour by hour, for every service, account, and the usage below every
+    # account the event's account sat under at the time.
     want: dict[tuple[int, str, int, datetime], list[int]] = {}
     want_unique: set[tuple[int, str, int, datetime, str]] = set()
     for sending in accepted:
@@ -235,7 +236,7 @@ async def test_rollups_equal_a_naive_sum_over_the_accepted_events(
         hour = at.replace(minute=0)
         account = tree.services[c.subject][1] if c.subject in tree.services else c.subject
         subjects = [("account", tree.accounts[account])]
-        subjects += [("subtree", tree.accounts[name]) for name in tree.chain(account, at)]
+        subjects += [("below", tree.accounts[name]) for name in tree.chain(account, at)[1:]]
         if c.subject in tree.services:
             subjects.append(("service", tree.services[c.subject][0]))
         for kind, subject in subjects:
