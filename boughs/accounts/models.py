@@ -56,6 +56,10 @@ class Account(Base):
         # parent_id first: it also serves the foreign key's check when an account is deleted.
         Index("ix_accounts_parent_id_provider_id", "parent_id", "provider_id"),
         Index("ix_accounts_provider_id_name", "provider_id", "name"),
+        # Whether any account's usage was invoiced, or its chain changed, after a moment:
+        # asked by every usage fold, answered from the top of these.
+        Index("ix_accounts_provider_id_usage_billed_until", "provider_id", "usage_billed_until"),
+        Index("ix_accounts_provider_id_chain_since", "provider_id", "chain_since"),
         # The few accounts that narrow their parents' access, found when a scope is built.
         Index("ix_accounts_parent_access_provider_id", "parent_access", "provider_id"),
         # The few accounts held for an unpaid invoice, found in a subtree without reading it.

@@ -47,7 +47,8 @@ async def fold_once(ctx: Ctx, max_events: int | None = None) -> int:
     span = await fold_repository.pending_span(ctx.session, ctx.provider_id, max_events)
     if span is None:
         return 0
-    await fold_repository.flag_late(ctx.session, span)
+    if await fold_repository.invoiced_since(ctx.session, ctx.provider_id, span):
+        await fold_repository.flag_late(ctx.session, span)
     await fold_repository.fold_sums(ctx.session, ctx.provider_id, span)
     history = LinkHistory(ctx.session)
     await _fold_moved(ctx, span, history)
@@ -99,6 +100,8 @@ class LinkHistory:
 async def _fold_moved(ctx: Ctx, span: Span, history: LinkHistory) -> None:
     """Below rows for usage dated before its account's chain last changed: along the
     chain it had then, which the set-based fold cannot follow."""
+    if not await fold_repository.moved_since(ctx.session, ctx.provider_id, span):
+        return
     moved = await fold_repository.moved_chain_events(ctx.session, span)
     if not moved:
         return

@@ -55,28 +55,36 @@ async def open_batch(session: AsyncSession, provider_id: int, received_at: datet
     return int(rows.scalar_one())
 
 
-async def close_batch(session: AsyncSession, batch_id: int, event_ids: Sequence[int]) -> None:
-    """Record the batch's span, or drop it when it brought nothing new."""
+async def close_batch(
+    session: AsyncSession, batch_id: int, event_ids: Sequence[int], earliest_at: datetime | None
+) -> None:
+    """Record the batch's span and the time of its earliest event, or drop the batch when
+    it brought nothing new."""
     if not event_ids:
         await session.execute(text("DELETE FROM usage_batches WHERE id = :id"), {"id": batch_id})
         return
     await session.execute(
         text(
-            "UPDATE usage_batches SET events = :events, first_event_id = :first, last_event_id = :last "
-            "WHERE id = :id"
-        ),
-        {"id": batch_id, "events": len(event_ids), "first": min(event_ids), "last": max(event_ids)},
-    )
+            "UPDATE usage_batches SET events = :events, first_event_id = :first, last_event_id = :last, "
+            "earliest_at = :earliest_at WHERE id = :id"
+        ).bindparams(*_instants("earliest_at")),
+        {
+            "id": batch_id, "events": len(event_ids), "first": min(event_ids), "last": max(event_ids),
+            "earliest_at": earliest_at,
+        },
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Span:
-    """Pending batches taken together: their ids and the event ids they lie within."""
+    """Pending batches taken together: their ids, the event ids they lie within, and the
+    time of their earliest event (None when a batch did not keep it)."""
 
     batch_ids: tuple[int, ...]
     first_event_id: int
     last_event_id: int
     events: int
+    earliest_at: datetime | None = None
 
     def params(self) -> dict[str, Any]:
         return {"batch_ids": list(self.batch_ids), "lo": self.first_event_id, "hi": self.last_event_id}
@@ -99,9 +107,9 @@ async def pending_span(session: AsyncSession, provider_id: int, max_events: int)
     rows = (
         await session.execute(
             text(
-                "SELECT id, first_event_id, last_event_id, events FROM usage_batches "
+                "SELECT id, first_event_id, last_event_id, events, earliest_at FROM usage_batches "
                 "WHERE provider_id = :provider_id AND folded_at IS NULL ORDER BY id LIMIT :limit"
-            ),
+            ).columns(earliest_at=UTCDateTime),
             {"provider_id": provider_id, "limit": max(1, max_events // 100)},
         )
     ).all()
@@ -114,11 +122,13 @@ async def pending_span(session: AsyncSession, provider_id: int, max_events: int)
         events += row.events
     if not taken:
         return None
+    known = [r.earliest_at for r in taken]
     return Span(
         tuple(r.id for r in taken),
         min(r.first_event_id for r in taken),
         max(r.last_event_id for r in taken),
         events,
+        None if None in known else min(known),
     )
 
 
@@ -217,6 +227,30 @@ _FLAG_LATE = text(
       AND e.occurred_at < (SELECT a.usage_billed_until FROM accounts AS a WHERE a.id = e.account_id)
     """
 ).bindparams(bindparam("batch_ids", expanding=True))
+
+
+async def _any_account_after(session: AsyncSession, provider_id: int, column: str, span: Span) -> bool:
+    if span.earliest_at is None:
+        return True
+    found = await session.execute(
+        text(
+            f"SELECT 1 FROM accounts WHERE provider_id = :provider_id AND {column} > :at LIMIT 1"
+        ).bindparams(*_instants("at")),
+        {"provider_id": provider_id, "at": span.earliest_at},
+    )
+    return found.first() is not None
+
+
+async def invoiced_since(session: AsyncSession, provider_id: int, span: Span) -> bool:
+    """Whether any account's usage was invoiced up to a moment after the span's earliest
+    event: if none was, no event of the span can be late."""
+    return await _any_account_after(session, provider_id, "usage_billed_until", span)
+
+
+async def moved_since(session: AsyncSession, provider_id: int, span: Span) -> bool:
+    """Whether any account's chain changed after the span's earliest event: if none did,
+    every event of the span pools along its account's path as it is."""
+    return await _any_account_after(session, provider_id, "chain_since", span)
 
 
 async def flag_late(session: AsyncSession, span: Span) -> None:

@@ -343,7 +343,12 @@ async def _store(ctx: Ctx, batch: Batch) -> list[Candidate]:
         )  # fmt: skip
     batch_id = await fold_repository.open_batch(ctx.session, ctx.provider_id, now)
     inserted = await repository.insert_new_events(ctx.session, ctx.provider_id, batch_id, rows)
-    await fold_repository.close_batch(ctx.session, batch_id, list(inserted.values()))
+    await fold_repository.close_batch(
+        ctx.session,
+        batch_id,
+        list(inserted.values()),
+        min((c.occurred_at for c in ordered if c.event.id in inserted), default=None),
+    )
     seen = [c for c in ordered if c.event.id not in inserted]
     stored_prints = await repository.fingerprints(ctx.session, ctx.provider_id, [c.event.id for c in seen])
     batch.stored_prints.update(stored_prints)

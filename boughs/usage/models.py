@@ -128,7 +128,9 @@ class UsageBatch(Base):
     transaction that also marks them folded, so each event is added exactly once.
     Readers add the events of batches not yet folded, so answers are exact meanwhile.
     ``first_event_id``..``last_event_id`` bound the batch's events (which carry its id), so
-    the fold finds them by a primary-key range.
+    the fold finds them by a primary-key range. ``earliest_at``, the time of its earliest
+    event, lets the fold skip looking for accounts invoiced or moved since (none, most
+    of the time); batches from before it was kept have none, and are looked through.
     """
 
     __tablename__ = "usage_batches"
@@ -149,6 +151,7 @@ class UsageBatch(Base):
     events: Mapped[int] = mapped_column(Integer)
     first_event_id: Mapped[int] = mapped_column(BigInteger)
     last_event_id: Mapped[int] = mapped_column(BigInteger)
+    earliest_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     folded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from boughs.accounts import service as accounts
 from boughs.accounts.models import Account
@@ -234,7 +234,7 @@ async def test_batches_interleaving_on_postgres_are_each_folded_once(
             first_done.set()
             await second_done.wait()  # the second batch takes ids meanwhile, and commits first
             late = await repository.insert_new_events(session, provider_id, batch, rows("f3"))
-            await fold_repository.close_batch(session, batch, [*early.values(), *late.values()])
+            await fold_repository.close_batch(session, batch, [*early.values(), *late.values()], EARLIER)
 
     async def second() -> None:
         await first_done.wait()
@@ -243,7 +243,7 @@ async def test_batches_interleaving_on_postgres_are_each_folded_once(
             ids = await repository.insert_new_events(
                 session, provider_id, batch, rows("s1", "s2", "s3", "s4")
             )
-            await fold_repository.close_batch(session, batch, list(ids.values()))
+            await fold_repository.close_batch(session, batch, list(ids.values()), EARLIER)
         async with ctx_factory() as ctx:
             assert await fold.catch_up(ctx) == 4  # the first batch is not committed yet
         second_done.set()
@@ -273,7 +273,7 @@ async def test_usage_taken_while_its_period_is_being_invoiced_is_billed_late(
             batch = await fold_repository.open_batch(session, provider_id, START)
             during = NewEvent("during", world.data, world.leaf, None, 5, EARLIER, START, "print", False, None)
             ids = await repository.insert_new_events(session, provider_id, batch, [during])
-            await fold_repository.close_batch(session, batch, list(ids.values()))
+            await fold_repository.close_batch(session, batch, list(ids.values()), EARLIER)
             taken.set()
             await invoiced.wait()
 
@@ -322,3 +322,41 @@ async def test_an_ingest_asks_the_workers_to_fold(
 async def _provider_of(ctx_factory: Any) -> int:
     async with ctx_factory() as ctx:
         return int(ctx.provider_id)
+
+
+async def test_a_fold_looks_for_late_or_moved_usage_only_where_there_can_be_some(
+    ctx_factory: Any, world: World
+) -> None:
+    provider_id = await _provider_of(ctx_factory)
+    hour = timedelta(hours=1)
+
+    def span(earliest_at: datetime | None) -> fold_repository.Span:
+        return fold_repository.Span((1,), 1, 1, 1, earliest_at)
+
+    async with ctx_factory() as ctx:
+        await billing_repository.mark_usage_billed(ctx.session, [world.leaf], START)
+        await ctx.session.execute(
+            update(Account).where(Account.id == world.side).values(chain_since=START - hour)
+        )
+    async with ctx_factory() as ctx:
+        session = ctx.session
+        # Usage dated before the leaf's invoiced period ends may be late; after it, none can be.
+        assert await fold_repository.invoiced_since(session, provider_id, span(START - hour))
+        assert not await fold_repository.invoiced_since(session, provider_id, span(START + hour))
+        # Usage dated before the side account's move may pool elsewhere; after it, all as it is.
+        assert await fold_repository.moved_since(session, provider_id, span(START - 2 * hour))
+        assert not await fold_repository.moved_since(session, provider_id, span(START))
+        # A batch that did not keep its earliest event's time is always looked through.
+        assert await fold_repository.invoiced_since(session, provider_id, span(None))
+        assert await fold_repository.moved_since(session, provider_id, span(None))
+    # What ingest keeps: the time of the batch's earliest event.
+    async with ctx_factory() as ctx:
+        await send(
+            ctx,
+            [
+                event("x1", "1", EARLIER + hour, account_id=world.leaf),
+                event("x2", "1", EARLIER, login="leaf-login"),
+            ],
+        )
+        kept = await ctx.session.scalar(select(UsageBatch.earliest_at).where(UsageBatch.folded_at.is_(None)))
+    assert kept == EARLIER
