@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -473,3 +476,43 @@ async def test_a_batch_over_a_thousand_or_malformed_json_is_refused_whole(
         assert answer.json()["errors"], body
     async with ctx_factory() as ctx:
         assert await stored_count(ctx) == 1000
+
+
+def test_accounts_named_by_id_are_looked_up_by_key_whatever_sqlite_sampled(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    """ANALYZE with an analysis_limit (as after imports and every few hours) samples a
+    one-provider file as if each provider had a thousand accounts: the lookup must still
+    go by key, not scan the provider's accounts."""
+    from boughs.authz.scope import Scope
+    from boughs.sqlite_inline import InlineSQLiteDialect
+    from boughs.usage.repository import _accounts
+
+    path = tmp_path / "sampled.sqlite3"
+    shutil.copyfile(sqlite_template, path)
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute(
+            "INSERT INTO providers (id, name, default_timezone, default_currency, created_at, updated_at) "
+            "VALUES (1, 'One ISP', 'UTC', 'USD', '2026-01-01', '2026-01-01')"
+        )
+        conn.executemany(
+            "INSERT INTO accounts (id, provider_id, root_id, path, depth, name, description, status, "
+            "invoice_mode, parent_access, features, created_at, updated_at) "
+            "VALUES (?, 1, ?, ?, 0, ?, '', 'active', 'separate', 'manage', '{}', '2026-01-01', '2026-01-01')",
+            [(i, i, f"/{i}/", f"Account {i}") for i in range(1, 20_001)],
+        )
+        conn.commit()
+        conn.execute("PRAGMA analysis_limit=1000")
+        conn.execute("ANALYZE")
+        # A batch names a few hundred accounts.
+        wanted = list(range(7, 20_000, 50))
+        everything = Scope(provider_id=1, whole_provider=True, staff_role="owner")
+        statement = _accounts(everything, by_key=True).where(Account.id.in_(wanted))
+        sql = str(statement.compile(dialect=InlineSQLiteDialect(), compile_kwargs={"literal_binds": True}))
+        plan = " ".join(str(step[3]) for step in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        found = [row[0] for row in conn.execute(sql)]
+    finally:
+        conn.close()
+    assert "PRIMARY KEY" in plan and "provider_id=" not in plan, plan
+    assert sorted(found) == wanted
