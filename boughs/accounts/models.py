@@ -57,9 +57,24 @@ class Account(Base):
         Index("ix_accounts_parent_id_provider_id", "parent_id", "provider_id"),
         Index("ix_accounts_provider_id_name", "provider_id", "name"),
         # Whether any account's usage was invoiced, or its chain changed, after a moment:
-        # asked by every usage fold, answered from the top of these.
-        Index("ix_accounts_provider_id_usage_billed_until", "provider_id", "usage_billed_until"),
-        Index("ix_accounts_provider_id_chain_since", "provider_id", "chain_since"),
+        # asked by every usage fold, answered from the top of these. Partial, so only a
+        # question about these columns can use them: on a one-provider SQLite file, a
+        # narrow index on provider_id looks like a cheap way to read "the provider's
+        # accounts" for any other query.
+        Index(
+            "ix_accounts_provider_id_usage_billed_until",
+            "provider_id",
+            "usage_billed_until",
+            sqlite_where=text("usage_billed_until IS NOT NULL"),
+            postgresql_where=text("usage_billed_until IS NOT NULL"),
+        ),
+        Index(
+            "ix_accounts_provider_id_chain_since",
+            "provider_id",
+            "chain_since",
+            sqlite_where=text("chain_since IS NOT NULL"),
+            postgresql_where=text("chain_since IS NOT NULL"),
+        ),
         # The few accounts that narrow their parents' access, found when a scope is built.
         Index("ix_accounts_parent_access_provider_id", "parent_access", "provider_id"),
         # The few accounts held for an unpaid invoice, found in a subtree without reading it.

@@ -23,10 +23,14 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("usage_batches") as batch_op:
         batch_op.add_column(sa.Column("earliest_at", sa.DateTime(timezone=True), nullable=True))
-    op.create_index(
-        "ix_accounts_provider_id_usage_billed_until", "accounts", ["provider_id", "usage_billed_until"]
-    )
-    op.create_index("ix_accounts_provider_id_chain_since", "accounts", ["provider_id", "chain_since"])
+    for column in ("usage_billed_until", "chain_since"):
+        op.create_index(
+            f"ix_accounts_provider_id_{column}",
+            "accounts",
+            ["provider_id", column],
+            sqlite_where=sa.text(f"{column} IS NOT NULL"),
+            postgresql_where=sa.text(f"{column} IS NOT NULL"),
+        )
 
 
 def downgrade() -> None:
