@@ -78,7 +78,8 @@ class Scope:
 
     def allows_everywhere(self, permission: Permission) -> bool:
         """Whether every account of the provider allows it, without asking account by account."""
-        return self.whole_provider and permission in permissions.for_staff_role(self.staff_role or "")
+        # Staff permissions hold at every path alike.
+        return self.whole_provider and self.allows("", permission)
 
     def covers_path(self, path: str) -> bool:
         return self.whole_provider or bool(self.roles_at(path))

@@ -4,10 +4,10 @@ Ingest only stores events, a batch at a time, so a request is answered as soon a
 events are durable. The fold then takes the oldest pending batches of a provider and, in
 one transaction that also marks them folded, adds their events to the hourly rollups of
 their service, their account, and (as usage below it) every account their account sat
-under when the usage happened, records the distinct values of unique_count meters, and counts cap-counting
-bytes toward the caps they fall under (acting on thresholds, see ``caps``). Each event is
-folded exactly once: marking its batch is part of the transaction that adds it, and
-folding transactions of a provider run one after another.
+under when the usage happened, records the distinct values of unique_count meters, and
+counts cap-counting bytes toward the caps they fall under (acting on thresholds, see
+``caps``). Each event is folded exactly once: marking its batch is part of the
+transaction that adds it, and folding transactions of a provider run one after another.
 
 Readers stay exact meanwhile: usage queries add the events of batches still pending
 (``fold_repository.hourly_with_pending``, placed with ``LinkHistory`` as the fold places

@@ -425,12 +425,14 @@ class Wanted:
             params.update(subject_path=self.subject_path, subject_upper=self.subject_path[:-1] + "0")
         return params
 
-    def statement(self, sql: str) -> TextualSelect:
-        """``sql`` with its instants stored as the columns store them, and read back typed."""
-        statement = text(sql).bindparams(*_instants("start", "end"))
-        if ":kinds" in sql:
-            statement = statement.bindparams(bindparam("kinds", expanding=True))
-        return statement.columns(at=UTCDateTime, **_LOOSE_TYPES)
+    def statement(self, sql: str, *lists: str) -> TextualSelect:
+        """``sql`` with its instants stored as the columns store them, the parameters named
+        in ``lists`` taken as lists, and read back typed."""
+        return (
+            text(sql)
+            .bindparams(*_instants("start", "end"), *(bindparam(name, expanding=True) for name in lists))
+            .columns(at=UTCDateTime, **_LOOSE_TYPES)
+        )
 
     def pending(self, columns: str) -> str:
         """The events of batches not yet folded that may be the subject's."""
@@ -461,7 +463,8 @@ async def hourly_with_pending(session: AsyncSession, wanted: Wanted) -> list[Hou
               AND r.hour >= :start AND r.hour < :end
             UNION ALL
             {wanted.pending(f"1, e.occurred_at, e.quantity, e.quantity, 1, {_LOOSE_COLUMNS}")}
-            """
+            """,
+            "kinds",
         ),
         wanted.params(),
     )

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -24,7 +24,7 @@ from boughs.authz.scope import scope_of
 from boughs.context import Ctx
 from boughs.providers import repository as providers
 from boughs.usage import fold_repository, repository
-from boughs.usage.models import Aggregation
+from boughs.usage.models import Aggregation, Meter
 from boughs.usage.repository import NewEvent, Subject
 from boughs.usage.schemas import SUBJECTS, EventIn, EventStatus
 
@@ -48,6 +48,13 @@ class Outcome:
     status: EventStatus
     reason: str | None = None
     late: bool = False
+
+
+class _MeterTerms(NamedTuple):
+    meter: Meter
+    meter_id: int
+    precision: int
+    counts_distinct: bool
 
 
 @dataclass(slots=True)
@@ -184,22 +191,24 @@ async def ingest(ctx: Ctx, raw_events: Sequence[Any]) -> list[Outcome]:
         ctx.session, ctx.provider_id, sorted({f.event.meter for f in parsed})
     )
     # Read once per meter, not once per event through the mapped attributes.
-    precision_of = {code: m.precision for code, m in meters.items()}
-    id_of = {code: m.id for code, m in meters.items()}
-    counts_distinct = {code for code, m in meters.items() if m.aggregation == Aggregation.unique_count.value}
+    terms = {
+        code: _MeterTerms(m, m.id, m.precision, m.aggregation == Aggregation.unique_count.value)
+        for code, m in meters.items()
+    }
     first_of: dict[str, Candidate] = {}
     repeats: list[tuple[int, EventIn, str]] = []
     for formed in parsed:
         index, event = formed.index, formed.event
-        meter = meters.get(event.meter)
-        if meter is None:
+        known = terms.get(event.meter)
+        if known is None:
             batch.reject(
                 index,
                 event.id,
                 f"meter: there is no meter '{event.meter}'; create it with POST /api/v1/meters",
             )
             continue
-        scaled = scale(event.quantity, precision_of[event.meter])
+        meter = known.meter
+        scaled = scale(event.quantity, known.precision)
         if scaled is None:
             step = "whole numbers" if meter.precision == 0 else f"at most {meter.precision} decimal places"
             batch.reject(index, event.id, f"quantity: meter '{meter.code}' takes {step} of {meter.unit}")
@@ -212,7 +221,7 @@ async def ingest(ctx: Ctx, raw_events: Sequence[Any]) -> list[Outcome]:
             )  # fmt: skip
             continue
         unique_value: str | None = None
-        if event.meter in counts_distinct:
+        if known.counts_distinct:
             value = (event.properties or {}).get(meter.unique_property or "")
             if (
                 not isinstance(value, str | int)
@@ -231,7 +240,7 @@ async def ingest(ctx: Ctx, raw_events: Sequence[Any]) -> list[Outcome]:
             repeats.append((index, event, formed.fingerprint))
             continue
         candidate = Candidate(
-            index, event, id_of[event.meter], scaled, formed.occurred_at, formed.subject_name,
+            index, event, known.meter_id, scaled, formed.occurred_at, formed.subject_name,
             formed.fingerprint, unique_value,
         )  # fmt: skip
         first_of[event.id] = candidate
@@ -343,22 +352,19 @@ async def _store(ctx: Ctx, batch: Batch) -> list[Candidate]:
         )  # fmt: skip
     batch_id = await fold_repository.open_batch(ctx.session, ctx.provider_id, now)
     inserted = await repository.insert_new_events(ctx.session, ctx.provider_id, batch_id, rows)
-    await fold_repository.close_batch(
-        ctx.session,
-        batch_id,
-        list(inserted.values()),
-        min((c.occurred_at for c in ordered if c.event.id in inserted), default=None),
-    )
+    accepted = [c for c in ordered if c.event.id in inserted]
     seen = [c for c in ordered if c.event.id not in inserted]
+    await fold_repository.close_batch(
+        ctx.session, batch_id, list(inserted.values()), min((c.occurred_at for c in accepted), default=None)
+    )
     stored_prints = await repository.fingerprints(ctx.session, ctx.provider_id, [c.event.id for c in seen])
     batch.stored_prints.update(stored_prints)
-    batch.stored_prints.update({c.event.id: c.fingerprint for c in ordered if c.event.id in inserted})
+    batch.stored_prints.update({c.event.id: c.fingerprint for c in accepted})
     for c in seen:
         if stored_prints.get(c.event.id) == c.fingerprint:
             batch.results[c.index] = Outcome(c.index, c.event.id, EventStatus.duplicate)
         else:
             batch.results[c.index] = _conflict(c.index, c.event.id)
-    accepted = [c for c in ordered if c.event.id in inserted]
     for c in accepted:
         batch.results[c.index] = Outcome(c.index, c.event.id, EventStatus.accepted, None, c.late)
     return accepted
