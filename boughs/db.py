@@ -7,6 +7,7 @@ so nothing is announced that did not happen.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,7 +24,16 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.pool import NullPool
 
-from boughs.sqlite_inline import BUSY_TIMEOUT_MS, DRIVER, WriteGate, begin_immediate, write_gate_for
+from boughs.sqlite_inline import (
+    BUSY_TIMEOUT_MS,
+    DRIVER,
+    WRITERS_CHECKPOINT_PAGES,
+    Checkpointer,
+    WriteGate,
+    begin_immediate,
+    checkpointer_for,
+    write_gate_for,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +83,7 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA cache_size=-65536")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={WRITERS_CHECKPOINT_PAGES}")
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")
@@ -130,6 +141,12 @@ class Database:
         # backoff (which starves some of them and leaves the lock idle between polls);
         # other processes still meet at the lock with its busy timeout.
         self._write_gate: WriteGate | None = write_gate_for(self.url.database) if self.is_sqlite else None
+        # Its log is copied back into the file off the write path (see sqlite_inline.Checkpointer).
+        self._checkpointer: Checkpointer | None = None
+        if self.is_sqlite:
+            self._checkpointer = checkpointer_for(self.url.database)
+        if self._checkpointer is not None:
+            self._checkpointer.attach()
 
     @property
     def is_sqlite(self) -> bool:
@@ -158,6 +175,8 @@ class Database:
             finally:
                 if gate is not None:
                     gate.release()
+            if self._checkpointer is not None:
+                self._checkpointer.written()
             await _run_hooks(session.info["after_commit"])
 
     @asynccontextmanager
@@ -172,6 +191,9 @@ class Database:
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            await asyncio.to_thread(checkpointer.detach)
 
 
 async def _run_hooks(hooks: list[AfterCommit]) -> None:

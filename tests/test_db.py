@@ -210,3 +210,54 @@ async def test_a_writer_held_up_by_one_of_its_own_process_gives_up_after_the_bus
     # The writer that gave up left nothing behind: the gate is free.
     await asyncio.wait_for(gate.acquire(), 1)
     gate.release()
+
+
+async def test_sqlite_writers_leave_copying_the_log_back_to_the_files_checkpointer(
+    sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_inline, "CHECKPOINT_PAUSE_S", 0.01)
+    path = tmp_path / "checkpoint.sqlite3"
+    shutil.copyfile(sqlite_template, path)
+    db = Database(f"sqlite+aiosqlite:///{path}")
+    checkpointer = sqlite_inline.checkpointer_for(str(path))
+    assert checkpointer is not None and checkpointer.running
+    try:
+        async with db.transaction() as session:
+            writers_pages = (await session.execute(text("PRAGMA wal_autocheckpoint"))).scalar_one()
+            await session.execute(text("CREATE TABLE scratch (n INTEGER)"))
+        for n in range(5):
+            async with db.transaction() as session:
+                await session.execute(text("INSERT INTO scratch VALUES (:n)"), {"n": n})
+        for _ in range(500):
+            if checkpointer.checkpoints:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await db.dispose()
+    # Writers copy the log back only far past SQLite's 1,000 pages; the checkpointer did it.
+    assert writers_pages == sqlite_inline.WRITERS_CHECKPOINT_PAGES > 1_000
+    assert checkpointer.checkpoints >= 1
+    assert not checkpointer.running
+    with sqlite3.connect(path) as check:
+        assert check.execute("SELECT count(*) FROM scratch").fetchone() == (5,)
+
+
+async def test_a_files_checkpointer_runs_while_any_database_of_the_process_has_it_open(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "shared.sqlite3"
+    shutil.copyfile(sqlite_template, path)
+    first = Database(f"sqlite+aiosqlite:///{path}")
+    second = Database(f"sqlite+aiosqlite:///{tmp_path}/../{tmp_path.name}/shared.sqlite3")
+    checkpointer = sqlite_inline.checkpointer_for(str(path))
+    assert checkpointer is not None
+    await first.dispose()
+    assert checkpointer.running
+    await second.dispose()
+    assert not checkpointer.running
+    # Opened again, it starts again.
+    third = Database(f"sqlite+aiosqlite:///{path}")
+    assert checkpointer.running
+    await third.dispose()
+    assert not checkpointer.running
+    assert sqlite_inline.checkpointer_for(":memory:") is None
