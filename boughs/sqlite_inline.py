@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pathlib
 import sqlite3
 import threading
 import time
@@ -186,28 +187,34 @@ class Checkpointer:
         self._wake.set()
 
     def _run(self, stop: threading.Event) -> None:
-        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        connection: sqlite3.Connection | None = None
         try:
             while True:
                 self._wake.wait()
                 if stop.wait(CHECKPOINT_PAUSE_S):
                     return
                 self._wake.clear()
-                self._checkpoint(connection)
+                connection = self._checkpoint(connection)
         finally:
-            connection.close()
+            if connection is not None:
+                connection.close()
 
-    def _checkpoint(self, connection: sqlite3.Connection) -> None:
+    def _checkpoint(self, connection: sqlite3.Connection | None) -> sqlite3.Connection | None:
+        """One passive checkpoint (it copies what no reader still needs, and never waits);
+        the connection to use next time."""
         try:
-            # (busy, frames in the log, frames copied back): a passive checkpoint copies what
-            # no reader still needs and never waits.
+            if connection is None:
+                # Opened once something was written, and never creating the file itself.
+                uri = f"{pathlib.Path(self.path).as_uri()}?mode=rw"
+                connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             _, frames, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error:
             # Another process's checkpoint or recovery holds the log: the next commit retries.
             log.debug("checkpoint of %s skipped", self.path, exc_info=True)
-            return
+            return connection
         if frames > 0:
             self.checkpoints += 1
+        return connection
 
 
 _checkpointers: dict[tuple[int, str], Checkpointer] = {}

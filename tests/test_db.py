@@ -261,3 +261,18 @@ async def test_a_files_checkpointer_runs_while_any_database_of_the_process_has_i
     await third.dispose()
     assert not checkpointer.running
     assert sqlite_inline.checkpointer_for(":memory:") is None
+
+
+async def test_a_checkpointer_never_creates_the_file_it_looks_after(tmp_path: Path) -> None:
+    path = tmp_path / "never-made.sqlite3"
+    checkpointer = sqlite_inline.checkpointer_for(str(path))
+    assert checkpointer is not None
+    checkpointer.attach()
+    try:
+        checkpointer.written()
+        await asyncio.sleep(sqlite_inline.CHECKPOINT_PAUSE_S + 0.2)
+        assert checkpointer.running
+    finally:
+        await asyncio.to_thread(checkpointer.detach)
+    assert not path.exists()
+    assert checkpointer.checkpoints == 0
