@@ -142,11 +142,10 @@ class Database:
         # other processes still meet at the lock with its busy timeout.
         self._write_gate: WriteGate | None = write_gate_for(self.url.database) if self.is_sqlite else None
         # Its log is copied back into the file off the write path (see sqlite_inline.Checkpointer).
-        self._checkpointer: Checkpointer | None = None
-        if self.is_sqlite:
-            self._checkpointer = checkpointer_for(self.url.database)
-        if self._checkpointer is not None:
-            self._checkpointer.attach()
+        checkpointer = checkpointer_for(self.url.database) if self.is_sqlite else None
+        if checkpointer is not None:
+            checkpointer.attach()
+        self._checkpointer: Checkpointer | None = checkpointer
 
     @property
     def is_sqlite(self) -> bool:

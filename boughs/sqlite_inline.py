@@ -117,19 +117,28 @@ class WriteGate:
             turn.set_result(None)
 
 
+# What the process keeps per SQLite file, under one guard.
 _gates: dict[str, WriteGate] = {}
-_gates_guard = threading.Lock()
+_checkpointers: dict[tuple[int, str], Checkpointer] = {}
+_registry_guard = threading.Lock()
+
+
+def _file_of(database: str | None) -> str | None:
+    """The file a database name stands for; None for an in-memory database."""
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return None
+    return os.path.realpath(database)
 
 
 def write_gate_for(database: str | None) -> WriteGate:
     """The process's gate for a SQLite file (a gate of its own for an in-memory database)."""
-    if not database or database == ":memory:" or database.startswith("file::memory:"):
+    path = _file_of(database)
+    if path is None:
         return WriteGate()
-    key = os.path.realpath(database)
-    with _gates_guard:
-        gate = _gates.get(key)
+    with _registry_guard:
+        gate = _gates.get(path)
         if gate is None:
-            gate = _gates[key] = WriteGate()
+            gate = _gates[path] = WriteGate()
         return gate
 
 
@@ -217,19 +226,17 @@ class Checkpointer:
         return connection
 
 
-_checkpointers: dict[tuple[int, str], Checkpointer] = {}
-
-
 def checkpointer_for(database: str | None) -> Checkpointer | None:
     """The process's checkpointer for a SQLite file (none for an in-memory database).
     Keyed by process too: a forked child starts threads of its own."""
-    if not database or database == ":memory:" or database.startswith("file::memory:"):
+    path = _file_of(database)
+    if path is None:
         return None
-    key = (os.getpid(), os.path.realpath(database))
-    with _gates_guard:
+    key = (os.getpid(), path)
+    with _registry_guard:
         checkpointer = _checkpointers.get(key)
         if checkpointer is None:
-            checkpointer = _checkpointers[key] = Checkpointer(key[1])
+            checkpointer = _checkpointers[key] = Checkpointer(path)
         return checkpointer
 
 

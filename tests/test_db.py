@@ -18,12 +18,21 @@ from boughs import sqlite_inline
 from boughs.db import Database
 
 
+def _copy_of(template: Path, path: Path) -> Path:
+    """A database of its own for a test, from the migrated template."""
+    shutil.copyfile(template, path)
+    return path
+
+
+def _url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
 async def test_sqlite_writers_of_one_process_take_turns_in_the_order_they_came(
     sqlite_template: Path, tmp_path: Path
 ) -> None:
-    path = tmp_path / "gate.sqlite3"
-    shutil.copyfile(sqlite_template, path)
-    db = Database(f"sqlite+aiosqlite:///{path}")
+    path = _copy_of(sqlite_template, tmp_path / "gate.sqlite3")
+    db = Database(_url(path))
     entered: list[int] = []
 
     async def writer(n: int) -> None:
@@ -53,9 +62,8 @@ def _hold_write_lock(path: Path) -> sqlite3.Connection:
 async def test_a_sqlite_writer_waits_for_another_writers_lock_while_the_loop_runs_on(
     sqlite_template: Path, tmp_path: Path
 ) -> None:
-    path = tmp_path / "busy.sqlite3"
-    shutil.copyfile(sqlite_template, path)
-    db = Database(f"sqlite+aiosqlite:///{path}")
+    path = _copy_of(sqlite_template, tmp_path / "busy.sqlite3")
+    db = Database(_url(path))
     holder = _hold_write_lock(path)
     ticks = 0
 
@@ -92,9 +100,8 @@ async def test_a_sqlite_writer_gives_up_after_the_busy_timeout(
     sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_inline, "BUSY_TIMEOUT_MS", 100)
-    path = tmp_path / "stuck.sqlite3"
-    shutil.copyfile(sqlite_template, path)
-    db = Database(f"sqlite+aiosqlite:///{path}")
+    path = _copy_of(sqlite_template, tmp_path / "stuck.sqlite3")
+    db = Database(_url(path))
     holder = _hold_write_lock(path)
     try:
         with pytest.raises((OperationalError, sqlite3.OperationalError), match="database is locked"):
@@ -124,8 +131,7 @@ def _run_in_thread_loop(work: Callable[[], Coroutine[Any, Any, None]]) -> thread
 async def test_sqlite_writers_on_different_loops_of_one_process_never_overlap(
     sqlite_template: Path, tmp_path: Path
 ) -> None:
-    path = tmp_path / "loops.sqlite3"
-    shutil.copyfile(sqlite_template, path)
+    path = _copy_of(sqlite_template, tmp_path / "loops.sqlite3")
     inside = 0
     most_inside = 0
     turns: list[str] = []
@@ -142,14 +148,14 @@ async def test_sqlite_writers_on_different_loops_of_one_process_never_overlap(
 
     async def worker_loop() -> None:
         # Its own Database, as a worker's: the gate is the file's, not the instance's.
-        db = Database(f"sqlite+aiosqlite:///{path}")
+        db = Database(_url(path))
         try:
             for _ in range(30):
                 await writer("worker", db)
         finally:
             await db.dispose()
 
-    db = Database(f"sqlite+aiosqlite:///{path}")
+    db = Database(_url(path))
     try:
         thread = _run_in_thread_loop(worker_loop)
         for _ in range(30):
@@ -216,9 +222,8 @@ async def test_sqlite_writers_leave_copying_the_log_back_to_the_files_checkpoint
     sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_inline, "CHECKPOINT_PAUSE_S", 0.01)
-    path = tmp_path / "checkpoint.sqlite3"
-    shutil.copyfile(sqlite_template, path)
-    db = Database(f"sqlite+aiosqlite:///{path}")
+    path = _copy_of(sqlite_template, tmp_path / "checkpoint.sqlite3")
+    db = Database(_url(path))
     checkpointer = sqlite_inline.checkpointer_for(str(path))
     assert checkpointer is not None and checkpointer.running
     try:
@@ -245,9 +250,8 @@ async def test_sqlite_writers_leave_copying_the_log_back_to_the_files_checkpoint
 async def test_a_files_checkpointer_runs_while_any_database_of_the_process_has_it_open(
     sqlite_template: Path, tmp_path: Path
 ) -> None:
-    path = tmp_path / "shared.sqlite3"
-    shutil.copyfile(sqlite_template, path)
-    first = Database(f"sqlite+aiosqlite:///{path}")
+    path = _copy_of(sqlite_template, tmp_path / "shared.sqlite3")
+    first = Database(_url(path))
     second = Database(f"sqlite+aiosqlite:///{tmp_path}/../{tmp_path.name}/shared.sqlite3")
     checkpointer = sqlite_inline.checkpointer_for(str(path))
     assert checkpointer is not None
@@ -256,7 +260,7 @@ async def test_a_files_checkpointer_runs_while_any_database_of_the_process_has_i
     await second.dispose()
     assert not checkpointer.running
     # Opened again, it starts again.
-    third = Database(f"sqlite+aiosqlite:///{path}")
+    third = Database(_url(path))
     assert checkpointer.running
     await third.dispose()
     assert not checkpointer.running
