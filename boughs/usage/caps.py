@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from boughs.audit import service as audit
@@ -42,7 +42,8 @@ from boughs.services import changes, lifecycle
 from boughs.services import repository as services_repository
 from boughs.services import service as services
 from boughs.services.models import Service, ServiceStatus
-from boughs.usage import caps_repository
+from boughs.usage import caps_repository, fold, fold_repository
+from boughs.usage import repository as usage_repository
 from boughs.usage.caps_repository import CappedService, PeriodKey
 from boughs.usage.models import TopUp
 from boughs.usage.schemas import CapStateOut, TopUpCreate
@@ -50,6 +51,8 @@ from boughs.usage.schemas import CapStateOut, TopUpCreate
 ENTITY = "service"
 WARN_PERCENT, CAP_PERCENT = 80, 100
 THRESHOLDS = (WARN_PERCENT, CAP_PERCENT)
+# Before any usage a provider could send: the open start of a service's first period.
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 # Services that move data share a pooled allowance.
 POOL_MEMBER_KINDS = (PlanKind.internet.value, PlanKind.sim.value)
 
@@ -244,10 +247,36 @@ async def state(ctx: Ctx, service_id: int) -> CapStateOut:
         period_start=start,
         period_end=end,
         cap_bytes=capped.data_cap_bytes + topped_up,
-        used_bytes=await caps_repository.cap_used(ctx.session, service.id, start),
+        used_bytes=await _used_in(ctx, capped, start, end, periods.timezone(capped)),
         pooled=capped.pooled,
         throttled_until=service.throttled_until if changes.is_throttled(service, ctx.now()) else None,
     )
+
+
+async def _used_in(ctx: Ctx, capped: CappedService, start: date, end: date, timezone: str) -> int:
+    """The cap's counter for the period, with the usage still waiting for the fold that
+    will count it: what the cap will see, not only what it has seen."""
+    meters = await usage_repository.all_meters(ctx.session, ctx.provider_id)
+    counting = tuple(m.id for m in meters if m.counts_toward_cap)
+    if not counting:
+        return await caps_repository.cap_used(ctx.session, capped.service.id, start)
+    kind, subject_id = (
+        (fold_repository.SUBTREE, capped.service.account_id)
+        if capped.pooled
+        else (fold_repository.SERVICE, capped.service.id)
+    )
+    # The first period also holds what was used before the service started (as counting does).
+    since = EARLIEST if start <= capped.service.start_date else lifecycle.local_midnight(start, timezone)
+    until = lifecycle.local_midnight(end, timezone)
+    wanted = fold_repository.Wanted(
+        ctx.provider_id, counting, kind, subject_id, capped.account_path, since, until
+    )
+    used, pending = await fold_repository.cap_used_with_pending(ctx.session, capped.service.id, start, wanted)
+    history = fold.LinkHistory(ctx.session)
+    for event in pending:
+        if await history.counts_for(event, kind, subject_id):
+            used += event.quantity
+    return used
 
 
 async def list_top_ups(ctx: Ctx, service_id: int) -> list[TopUp]:

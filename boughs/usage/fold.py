@@ -30,7 +30,7 @@ from boughs.context import Ctx
 from boughs.kit.clock import start_of_hour
 from boughs.kit.paths import ids_of
 from boughs.usage import caps, fold_repository, repository
-from boughs.usage.fold_repository import ACCOUNT, BELOW, SERVICE, LooseEvent, Span
+from boughs.usage.fold_repository import ACCOUNT, BELOW, SERVICE, SUBTREE, LooseEvent, Span
 from boughs.usage.models import Aggregation, Meter
 from boughs.usage.repository import RollupDelta
 
@@ -82,6 +82,14 @@ class LinkHistory:
         if found is None:
             found = self._seen[key] = await self._chain_back_then(event.account_id, event.occurred_at)
         return found
+
+    async def counts_for(self, event: LooseEvent, kind: str, subject_id: int) -> bool:
+        """Whether a pending event a read found for the subject (``kind``: service, account
+        or subtree) is the subject's: exact, except a subtree's candidate dated before its
+        account's chain changed, which the link history places."""
+        if kind != SUBTREE or event.chain_is_current:
+            return True
+        return subject_id in await self.chain(event)
 
     async def ancestors(self, event: LooseEvent) -> tuple[int, ...]:
         """The chain above the event's account (root first) when the usage happened."""

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import TextualSelect, bindparam, text
+from sqlalchemy import Date, TextualSelect, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.kit.sql import is_postgres
@@ -401,10 +401,10 @@ def _subject_match(kind: str) -> str:
 
 @dataclass(frozen=True)
 class Wanted:
-    """One subject's usage of one meter in [start, end): what the reads below look for."""
+    """One subject's usage of some meters in [start, end): what the reads below look for."""
 
     provider_id: int
-    meter_id: int
+    meter_ids: tuple[int, ...]
     kind: str
     subject_id: int
     subject_path: str | None  # a subtree's top, as its path is today
@@ -414,7 +414,7 @@ class Wanted:
     def params(self) -> dict[str, Any]:
         params: dict[str, Any] = {
             "provider_id": self.provider_id,
-            "meter_id": self.meter_id,
+            "meter_ids": list(self.meter_ids),
             "kinds": list(stored_kinds(self.kind)),
             "subject_id": self.subject_id,
             "start": self.start,
@@ -426,11 +426,14 @@ class Wanted:
         return params
 
     def statement(self, sql: str, *lists: str) -> TextualSelect:
-        """``sql`` with its instants stored as the columns store them, the parameters named
-        in ``lists`` taken as lists, and read back typed."""
+        """``sql`` with its instants stored as the columns store them, the meter ids and the
+        parameters named in ``lists`` taken as lists, and read back typed."""
         return (
             text(sql)
-            .bindparams(*_instants("start", "end"), *(bindparam(name, expanding=True) for name in lists))
+            .bindparams(
+                *_instants("start", "end"),
+                *(bindparam(name, expanding=True) for name in ("meter_ids", *lists)),
+            )
             .columns(at=UTCDateTime, **_LOOSE_TYPES)
         )
 
@@ -442,7 +445,7 @@ class Wanted:
             JOIN usage_events AS e ON e.id BETWEEN b.first_event_id AND b.last_event_id AND e.batch_id = b.id
             JOIN accounts AS a ON a.id = e.account_id
             WHERE b.provider_id = :provider_id AND b.folded_at IS NULL
-              AND e.meter_id = :meter_id AND e.occurred_at >= :start AND e.occurred_at < :end
+              AND e.meter_id IN :meter_ids AND e.occurred_at >= :start AND e.occurred_at < :end
               AND {_subject_match(self.kind)}
         """
 
@@ -459,7 +462,7 @@ async def hourly_with_pending(session: AsyncSession, wanted: Wanted) -> list[Hou
                    NULL AS meter_id, NULL AS account_id, NULL AS service_id, NULL AS quantity,
                    NULL AS occurred_at, NULL AS properties, NULL AS path, NULL AS chain_since
             FROM usage_rollups AS r
-            WHERE r.meter_id = :meter_id AND r.kind IN :kinds AND r.subject_id = :subject_id
+            WHERE r.meter_id IN :meter_ids AND r.kind IN :kinds AND r.subject_id = :subject_id
               AND r.hour >= :start AND r.hour < :end
             UNION ALL
             {wanted.pending(f"1, e.occurred_at, e.quantity, e.quantity, 1, {_LOOSE_COLUMNS}")}
@@ -479,6 +482,36 @@ async def hourly_with_pending(session: AsyncSession, wanted: Wanted) -> list[Hou
 
 
 async def pending_of_meter(session: AsyncSession, wanted: Wanted) -> list[LooseEvent]:
-    """Pending events of one meter that may belong to the subject, for distinct counts."""
+    """Pending events of the meters that may belong to the subject, for distinct counts."""
     rows = await session.execute(wanted.statement(wanted.pending(_LOOSE_COLUMNS)), wanted.params())
     return [_loose(r) for r in rows]
+
+
+async def cap_used_with_pending(
+    session: AsyncSession, service_id: int, period_start: date, wanted: Wanted
+) -> tuple[int, list[LooseEvent]]:
+    """A cap's counter for the period starting ``period_start`` and, read in the same
+    statement (so a fold in between cannot count an event twice or not at all), the
+    pending events of ``wanted`` that may add to it: its meters that count toward caps, its
+    subject (the service, or a pooled cap's subtree) and the period's instants."""
+    rows = await session.execute(
+        wanted.statement(
+            f"""
+            SELECT 0 AS pending, c.used_bytes AS quantity, NULL AS meter_id, NULL AS account_id,
+                   NULL AS service_id, NULL AS occurred_at, NULL AS properties, NULL AS path,
+                   NULL AS chain_since
+            FROM cap_usage AS c WHERE c.service_id = :service_id AND c.period_start = :period_start
+            UNION ALL
+            {wanted.pending(f"1, e.quantity, {_LOOSE_COLUMNS.replace('e.quantity, ', '')}")}
+            """
+        ).bindparams(bindparam("period_start", type_=Date)),
+        {**wanted.params(), "service_id": service_id, "period_start": period_start},
+    )
+    used = 0
+    pending: list[LooseEvent] = []
+    for row in rows:
+        if row.pending:
+            pending.append(_loose(row))
+        else:
+            used += int(row.quantity)
+    return used, pending

@@ -26,7 +26,6 @@ from boughs.kit.errors import Conflict, InvalidInput, NotFound
 from boughs.kit.pagination import PageOf, check_limit, id_cursor, page_of
 from boughs.services import service as services
 from boughs.usage import fold, fold_repository, repository
-from boughs.usage.fold_repository import LooseEvent
 from boughs.usage.models import Aggregation, Meter
 from boughs.usage.schemas import Granularity, MeterCreate, MeterUpdate, UsageBucket, UsageOut, UsageScope
 
@@ -270,11 +269,11 @@ async def _usage(
     # Rollups, plus the events the fold has not added to them yet.
     history = fold.LinkHistory(ctx.session)
     wanted = fold_repository.Wanted(
-        ctx.provider_id, meter.id, subject.kind, subject.id, subject.path, window_start, window_end
+        ctx.provider_id, (meter.id,), subject.kind, subject.id, subject.path, window_start, window_end
     )
     rows = await fold_repository.hourly_with_pending(ctx.session, wanted)
     for row in rows:
-        if row.pending is not None and not await _counts_for(row.pending, subject, history):
+        if row.pending is not None and not await history.counts_for(row.pending, subject.kind, subject.id):
             continue
         bucket = totals[_bucket_start(start_of_hour(row.at), granularity, zone)]
         bucket[0] += row.total
@@ -288,7 +287,7 @@ async def _usage(
         seen_values: list[tuple[datetime, str]] = []
         for pending in await fold_repository.pending_of_meter(ctx.session, wanted):
             seen_value = fold.distinct_value(meter, pending)
-            if seen_value is not None and await _counts_for(pending, subject, history):
+            if seen_value is not None and await history.counts_for(pending, subject.kind, subject.id):
                 seen_values.append((start_of_hour(pending.occurred_at), seen_value))
         seen_values += await repository.unique_values(
             ctx.session,
@@ -338,14 +337,6 @@ async def _usage(
         events=overall[2],
         buckets=buckets,
     )
-
-
-async def _counts_for(event: LooseEvent, subject: Subject, history: fold.LinkHistory) -> bool:
-    """A pending event the read found for the subject: exact, except a subtree's candidate
-    dated before its account's chain changed, which the link history places."""
-    if subject.kind != fold_repository.SUBTREE or event.chain_is_current:
-        return True
-    return subject.id in await history.chain(event)
 
 
 def _bucket_starts(

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from boughs.accounts import service as accounts
 from boughs.audit.models import AuditEvent
 from boughs.context import Ctx
 from boughs.kit.errors import Conflict
@@ -248,6 +249,51 @@ async def test_a_pooled_cap_on_a_parent_counts_and_holds_its_subtree(
     assert await status(ctx_factory, grandchild_net) == ("disabled", "cap")
     async with ctx_factory() as ctx:
         assert (await load(ctx, grandchild_net)).cap_resets_at == datetime(2026, 2, 1, tzinfo=UTC)
+
+
+async def test_a_cap_read_counts_the_usage_the_fold_has_not_reached_yet(
+    ctx_factory: CtxFactory, plans: dict[str, int], client: httpx.AsyncClient, clock: Any
+) -> None:
+    """What the cap will count, before the fold counts it, and the same after."""
+    async with ctx_factory() as ctx:
+        parent = await make_account(ctx, "Parent")
+        child = await make_account(ctx, "Child", parent)
+        newcomer = await make_account(ctx, "Newcomer")
+        pool = await make_service(ctx, parent, plans["Pooled"], start_date=date(2025, 12, 10))
+        own = await make_service(ctx, child, plans["Capped"], start_date=date(2026, 1, 10))
+        newcomer_net = await make_service(ctx, newcomer, plans["Plain"], start_date=date(2026, 1, 10))
+    clock.set(datetime(2026, 1, 15, 12, 30, tzinfo=UTC))
+    async with ctx_factory() as ctx:
+        await accounts.move(ctx, newcomer, parent)
+    clock.set(datetime(2026, 1, 15, 12, 45, tzinfo=UTC))
+    sent = [
+        event(100, service_id=own),  # its own cap and the pool
+        event(20, account_id=child),  # the pool only
+        event(7, meter="calls", service_id=own),  # not a meter caps count
+        event(40, at="2026-01-09T23:00:00Z", service_id=own),  # its first period; the pool's period before
+        event(9, at="2026-01-09T23:00:00Z", service_id=newcomer_net),  # the pool's period before
+        event(3, service_id=newcomer_net),  # used before its account joined the pool
+        event(5, at="2026-01-15T12:40:00Z", service_id=newcomer_net),  # used in the pool
+    ]
+    async with ctx_factory() as ctx:
+        assert {r.status for r in await ingest(ctx, sent)} == {EventStatus.accepted}
+    expected = {own: 140, pool: 125, newcomer_net: None}
+
+    async def used() -> dict[int, int | None]:
+        found: dict[int, int | None] = {}
+        for sid in expected:
+            r = await client.get(f"/api/v1/services/{sid}/cap")
+            found[sid] = r.json()["used_bytes"] if r.status_code == 200 else None
+        return found
+
+    assert await used() == expected
+    async with ctx_factory() as ctx:
+        assert await fold.catch_up(ctx) == len(sent)
+    assert await used() == expected
+    await use(ctx_factory, event(1, service_id=own))  # folded and pending together
+    async with ctx_factory() as ctx:
+        assert await ingest(ctx, [event(10, service_id=own)])
+    assert await used() == {own: 151, pool: 136, newcomer_net: None}
 
 
 async def test_late_usage_for_a_past_period_records_alerts_but_changes_nothing(
