@@ -202,7 +202,8 @@ _SQLITE_FOLD = _fold_statement(
     greatest="max",
 )
 _PG_FOLD = _fold_statement(
-    hour="date_trunc('hour', e.occurred_at, 'UTC')",
+    # The UTC hour by arithmetic on the instant: no time zone rules to consult per row.
+    hour="date_bin('1 hour', e.occurred_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
     members="LATERAL unnest(string_to_array(trim(both '/' from a.path), '/')) AS m(member)",
     member_id="CAST(m.member AS bigint)",
     greatest="greatest",
@@ -213,9 +214,15 @@ async def fold_sums(session: AsyncSession, provider_id: int, span: Span) -> None
     """Add the span's events to their service's and account's hourly rows, and to the
     below rows of their account's ancestors where that chain has held since the usage."""
     if is_postgres(session):
-        # Grouping a fold's rows in memory rather than in temporary files on disk.
-        await session.execute(text("SET LOCAL work_mem = '64MB'"))
+        # Grouping a fold's rows in memory rather than in temporary files on disk, by
+        # sorting: the rows go to the rollups in key order anyway, and one sort costs less
+        # than hashing the groups first and then sorting them (a tenth of the fold).
+        await session.execute(
+            text("SELECT set_config('work_mem', '64MB', true), set_config('enable_hashagg', 'off', true)")
+        )
         await session.execute(_PG_FOLD, {**span.params(), "provider_id": provider_id})
+        # What else the transaction runs (a bill run after its fold) plans as it would.
+        await session.execute(text("SET LOCAL enable_hashagg TO DEFAULT"))
     else:
         await session.execute(_SQLITE_FOLD, {**span.params(), "provider_id": provider_id})
 

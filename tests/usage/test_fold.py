@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from boughs.accounts import service as accounts
 from boughs.accounts.models import Account
@@ -253,6 +253,36 @@ async def test_batches_interleaving_on_postgres_are_each_folded_once(
         assert await fold.catch_up(ctx) == 3
         totals = await rollup_totals(ctx, world.data)
     assert totals[("account", world.leaf)] == (7, 1, 7)
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_fold_on_postgres_plans_its_grouping_alone_and_buckets_by_the_utc_hour(
+    ctx_factory: Any, world: World
+) -> None:
+    """The fold groups by sorting; what its transaction runs next plans as it would have.
+    Its hours are UTC hours whatever the connection's time zone."""
+    async with ctx_factory() as ctx:
+        await send(
+            ctx,
+            [
+                event("h1", "5", "2026-01-14T09:59:59.999999Z", account_id=world.leaf),
+                event("h2", "7", "2026-01-14T10:00:00Z", account_id=world.leaf),
+            ],
+        )
+    async with ctx_factory() as ctx:
+        await ctx.session.execute(text("SET LOCAL TIME ZONE 'Asia/Kolkata'"))
+        before = await ctx.session.scalar(text("SHOW enable_hashagg"))
+        assert await fold.catch_up(ctx) == 2
+        assert await ctx.session.scalar(text("SHOW enable_hashagg")) == before == "on"
+        rows = await ctx.session.execute(
+            select(UsageRollup.hour, UsageRollup.total)
+            .where(UsageRollup.kind == "account", UsageRollup.subject_id == world.leaf)
+            .order_by(UsageRollup.hour)
+        )
+        assert [(hour.astimezone(UTC), total) for hour, total in rows] == [
+            (datetime(2026, 1, 14, 9, tzinfo=UTC), 5),
+            (datetime(2026, 1, 14, 10, tzinfo=UTC), 7),
+        ]
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
