@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Query, Response
+from fastapi import Depends, Query, Response
 
 from boughs.deps import CtxDep, Cursor, Limit, domain_router
 from boughs.kit.pagination import DEFAULT_LIMIT, Page
@@ -74,12 +74,19 @@ async def delete_meter(ctx: CtxDep, meter_id: int) -> Response:
 # --- ingestion ---------------------------------------------------------------------------------
 
 
+async def _formed(batch: EventBatch) -> ingest.FormedBatch:
+    """Each event's own checks, made before the request's unit of work begins (a dependency
+    declared ahead of it): they need no database, and on SQLite a writer holds the one
+    write lock for as long as its unit of work lasts."""
+    return ingest.check_forms(batch.events)
+
+
 @router.post("/usage-events", response_model=BatchResult)
-async def post_usage_events(ctx: CtxDep, batch: EventBatch) -> Response:
+async def post_usage_events(sent: Annotated[ingest.FormedBatch, Depends(_formed)], ctx: CtxDep) -> Response:
     """Up to 1,000 events. Each is answered on its own: accepted, duplicate (already taken
     with the same content; stored once), conflict (same id, other content) or rejected
     with its reason. Valid events are kept whatever their neighbours."""
-    results = await ingest.ingest(ctx, batch.events)
+    results = await ingest.take(ctx, sent)
     counts = {status: 0 for status in EventStatus}
     for result in results:
         counts[result.status] += 1

@@ -516,3 +516,18 @@ def test_accounts_named_by_id_are_looked_up_by_key_whatever_sqlite_sampled(
         conn.close()
     assert "PRIMARY KEY" in plan and "provider_id=" not in plan, plan
     assert sorted(found) == wanted
+
+
+def test_the_api_checks_each_event_before_its_unit_of_work_begins() -> None:
+    """The forms need no database: checked before the write (on SQLite, the one write lock)."""
+    from fastapi.routing import APIRoute
+
+    from boughs.deps import unit_of_work
+    from boughs.usage.api import router
+
+    (route,) = [
+        r for r in router.routes
+        if isinstance(r, APIRoute) and r.path.endswith("/usage-events") and "POST" in r.methods
+    ]  # fmt: skip
+    calls = [getattr(d.call, "__name__", "") for d in route.dependant.dependencies]
+    assert calls.index("_formed") < calls.index(unit_of_work.__name__), calls
