@@ -198,3 +198,61 @@ def test_subtree_rollups_become_the_usage_below_and_come_back(database_url: str)
         ("below", 1): (19, 7, 4),
     }  # fmt: skip
     assert back == before
+
+
+def test_rollups_are_clustered_on_their_keys_on_sqlite_and_keep_their_rows(database_url: str) -> None:
+    """Migration 0012 makes the fold's tables WITHOUT ROWID on SQLite, rows and all, and
+    a downgrade gives the rowid back; PostgreSQL is left as it was."""
+    from sqlalchemy import MetaData, Table, insert, select
+
+    from boughs.schema import alembic_config, upgrade
+
+    engine = create_engine(sync_url(database_url))
+    sqlite = engine.dialect.name == "sqlite"
+    hour = datetime(2026, 1, 1, 10, tzinfo=UTC)
+
+    def state() -> tuple[list[bool], list[tuple[Any, ...]]]:
+        with engine.connect() as conn:
+            clustered = (
+                [
+                    conn.exec_driver_sql(
+                        "SELECT sql LIKE '%WITHOUT ROWID' FROM sqlite_master WHERE name = ?", (table,)
+                    ).scalar_one()
+                    == 1
+                    for table in ("usage_rollups", "usage_unique_values")
+                ]
+                if sqlite
+                else []
+            )
+            rollups = Table("usage_rollups", MetaData(), autoload_with=conn)
+            values = Table("usage_unique_values", MetaData(), autoload_with=conn)
+            rows = [
+                *conn.execute(select(rollups.c.subject_id, rollups.c.total, rollups.c.events)),
+                *conn.execute(select(values.c.subject_id, values.c.value)),
+            ]
+            return clustered, [tuple(r) for r in rows]
+
+    try:
+        command.downgrade(alembic_config(database_url), "0011")
+        with engine.begin() as conn:
+            rollups = Table("usage_rollups", MetaData(), autoload_with=conn)
+            values = Table("usage_unique_values", MetaData(), autoload_with=conn)
+            key = {"meter_id": 1, "kind": "account", "subject_id": 7, "hour": hour}
+            measures = {"total": 5, "peak": 3, "events": 2}
+            conn.execute(insert(rollups).values(**key, provider_id=1, account_id=7, **measures))
+            conn.execute(insert(values).values(**key, value="device-1", provider_id=1, account_id=7))
+        before = state()
+        command.upgrade(alembic_config(database_url), "0012")
+        after = state()
+        command.downgrade(alembic_config(database_url), "0011")
+        back = state()
+    finally:
+        with engine.begin() as conn:
+            for table in ("usage_rollups", "usage_unique_values"):
+                conn.execute(Table(table, MetaData(), autoload_with=conn).delete())
+        upgrade(database_url)
+        engine.dispose()
+    rows = [(7, 5, 2), (7, "device-1")]
+    assert before == ([False, False] if sqlite else [], rows)
+    assert after == ([True, True] if sqlite else [], rows)
+    assert back == before

@@ -173,6 +173,9 @@ class UsageRollup(Base):
             "meter_id", "kind", "subject_id", "hour", postgresql_include=["total", "peak", "events"]
         ),
         CheckConstraint(_in("kind", RollupKind), name="kind"),
+        # On SQLite the table is its key's B-tree: a fold writes each row once, not the row
+        # and its key's index, and a read by key finds every column there.
+        {"sqlite_with_rowid": False},
     )
 
     meter_id: Mapped[int] = mapped_column(BigId)
@@ -192,7 +195,10 @@ class UsageUniqueValue(Base):
     foreign keys, as the rollups)."""
 
     __tablename__ = "usage_unique_values"
-    __table_args__ = (PrimaryKeyConstraint("meter_id", "kind", "subject_id", "hour", "value"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("meter_id", "kind", "subject_id", "hour", "value"),
+        {"sqlite_with_rowid": False},
+    )
 
     meter_id: Mapped[int] = mapped_column(BigId)
     kind: Mapped[str] = mapped_column(String(8))
