@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine
 
 import boughs.models  # noqa: F401  (every model on the metadata)
 from boughs.db import Base, sync_url
+
+T = TypeVar("T")
 
 
 def _diff(database_url: str) -> list[Any]:
@@ -143,12 +147,40 @@ def test_chain_since_is_filled_from_the_moves_in_the_link_history(database_url: 
     }
 
 
+@contextmanager
+def _below(database_url: str, previous: str, emptied: Sequence[str]) -> Iterator[Engine]:
+    """The schema at ``previous`` for the block, on an engine of its own; afterwards the
+    tables emptied and the schema back at head, whatever happened."""
+    from sqlalchemy import MetaData, Table
+
+    from boughs.schema import alembic_config, upgrade
+
+    command.downgrade(alembic_config(database_url), previous)
+    engine = create_engine(sync_url(database_url))
+    try:
+        yield engine
+    finally:
+        with engine.begin() as conn:
+            for table in emptied:
+                conn.execute(Table(table, MetaData(), autoload_with=conn).delete())
+        upgrade(database_url)
+        engine.dispose()
+
+
+def _up_and_down(database_url: str, revision: str, previous: str, read: Callable[[], T]) -> tuple[T, T]:
+    """What ``read`` finds after upgrading to ``revision``, then after downgrading again."""
+    from boughs.schema import alembic_config
+
+    command.upgrade(alembic_config(database_url), revision)
+    after = read()
+    command.downgrade(alembic_config(database_url), previous)
+    return after, read()
+
+
 def test_subtree_rollups_become_the_usage_below_and_come_back(database_url: str) -> None:
     """Migration 0010 keeps every subtree's usage: its own rows and its new below rows
     together hold what its subtree rows held, and a downgrade gives those back."""
     from sqlalchemy import MetaData, Table, insert, select
-
-    from boughs.schema import alembic_config, upgrade
 
     hour = datetime(2026, 1, 1, 10, tzinfo=UTC)
     # An account with usage of its own and below it, a leaf with only its own, and a
@@ -159,20 +191,21 @@ def test_subtree_rollups_become_the_usage_below_and_come_back(database_url: str)
         ("subtree", 1, 19, 7, 4),
     ]  # fmt: skip
     before = {(kind, subject): (total, peak, events) for kind, subject, total, peak, events in rows}
-    command.downgrade(alembic_config(database_url), "0009")
-    engine = create_engine(sync_url(database_url))
+    with _below(database_url, "0009", ["usage_rollups"]) as engine:
 
-    def stored() -> dict[tuple[str, int], tuple[int, int, int]]:
-        with engine.connect() as conn:
-            rollups = Table("usage_rollups", MetaData(), autoload_with=conn)
-            found = conn.execute(
-                select(
-                    rollups.c.kind, rollups.c.subject_id, rollups.c.total, rollups.c.peak, rollups.c.events
-                )
-            )
-            return {(kind, subject): (total, peak, events) for kind, subject, total, peak, events in found}
+        def stored() -> dict[tuple[str, int], tuple[int, int, int]]:
+            with engine.connect() as conn:
+                rollups = Table("usage_rollups", MetaData(), autoload_with=conn)
+                found = conn.execute(
+                    select(
+                        rollups.c.kind, rollups.c.subject_id, rollups.c.total, rollups.c.peak,
+                        rollups.c.events,
+                    )
+                )  # fmt: skip
+                return {
+                    (kind, subject): (total, peak, events) for kind, subject, total, peak, events in found
+                }
 
-    try:
         with engine.begin() as conn:
             rollups = Table("usage_rollups", MetaData(), autoload_with=conn)
             for kind, subject, total, peak, events in rows:
@@ -182,15 +215,7 @@ def test_subtree_rollups_become_the_usage_below_and_come_back(database_url: str)
                         account_id=subject, total=total, peak=peak, events=events,
                     )
                 )  # fmt: skip
-        command.upgrade(alembic_config(database_url), "0010")
-        after = stored()
-        command.downgrade(alembic_config(database_url), "0009")
-        back = stored()
-    finally:
-        with engine.begin() as conn:
-            conn.execute(Table("usage_rollups", MetaData(), autoload_with=conn).delete())
-        upgrade(database_url)
-        engine.dispose()
+        after, back = _up_and_down(database_url, "0010", "0009", stored)
     # The leaf has nothing below it; the peaks below keep the subtree's greatest.
     assert after == {
         ("account", 2): (5, 4, 2), ("below", 2): (7, 6, 1),
@@ -205,35 +230,28 @@ def test_rollups_are_clustered_on_their_keys_on_sqlite_and_keep_their_rows(datab
     a downgrade gives the rowid back; PostgreSQL is left as it was."""
     from sqlalchemy import MetaData, Table, insert, select
 
-    from boughs.schema import alembic_config, upgrade
-
-    engine = create_engine(sync_url(database_url))
-    sqlite = engine.dialect.name == "sqlite"
+    tables = ("usage_rollups", "usage_unique_values")
     hour = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    with _below(database_url, "0011", tables) as engine:
+        sqlite = engine.dialect.name == "sqlite"
 
-    def state() -> tuple[list[bool], list[tuple[Any, ...]]]:
-        with engine.connect() as conn:
-            clustered = (
-                [
+        def state() -> tuple[list[bool], list[tuple[Any, ...]]]:
+            with engine.connect() as conn:
+                clustered = [
                     conn.exec_driver_sql(
                         "SELECT sql LIKE '%WITHOUT ROWID' FROM sqlite_master WHERE name = ?", (table,)
                     ).scalar_one()
                     == 1
-                    for table in ("usage_rollups", "usage_unique_values")
+                    for table in (tables if sqlite else ())
                 ]
-                if sqlite
-                else []
-            )
-            rollups = Table("usage_rollups", MetaData(), autoload_with=conn)
-            values = Table("usage_unique_values", MetaData(), autoload_with=conn)
-            rows = [
-                *conn.execute(select(rollups.c.subject_id, rollups.c.total, rollups.c.events)),
-                *conn.execute(select(values.c.subject_id, values.c.value)),
-            ]
-            return clustered, [tuple(r) for r in rows]
+                rollups = Table("usage_rollups", MetaData(), autoload_with=conn)
+                values = Table("usage_unique_values", MetaData(), autoload_with=conn)
+                rows = [
+                    *conn.execute(select(rollups.c.subject_id, rollups.c.total, rollups.c.events)),
+                    *conn.execute(select(values.c.subject_id, values.c.value)),
+                ]
+                return clustered, [tuple(r) for r in rows]
 
-    try:
-        command.downgrade(alembic_config(database_url), "0011")
         with engine.begin() as conn:
             rollups = Table("usage_rollups", MetaData(), autoload_with=conn)
             values = Table("usage_unique_values", MetaData(), autoload_with=conn)
@@ -242,16 +260,7 @@ def test_rollups_are_clustered_on_their_keys_on_sqlite_and_keep_their_rows(datab
             conn.execute(insert(rollups).values(**key, provider_id=1, account_id=7, **measures))
             conn.execute(insert(values).values(**key, value="device-1", provider_id=1, account_id=7))
         before = state()
-        command.upgrade(alembic_config(database_url), "0012")
-        after = state()
-        command.downgrade(alembic_config(database_url), "0011")
-        back = state()
-    finally:
-        with engine.begin() as conn:
-            for table in ("usage_rollups", "usage_unique_values"):
-                conn.execute(Table(table, MetaData(), autoload_with=conn).delete())
-        upgrade(database_url)
-        engine.dispose()
+        after, back = _up_and_down(database_url, "0012", "0011", state)
     rows = [(7, 5, 2), (7, "device-1")]
     assert before == ([False, False] if sqlite else [], rows)
     assert after == ([True, True] if sqlite else [], rows)
