@@ -131,8 +131,9 @@ class Database:
             # a unit of work need not ask for its connection up front.
             read_bind = self.read_engine.execution_options(boughs_read=True)
         else:
-            # Autocommit connections never hold a transaction, so the pool has none to reset.
-            read_kwargs = {**kwargs, "pool_reset_on_return": None}
+            # Autocommit connections never hold a transaction: the pool has none to reset, and
+            # a session's end has none to roll back.
+            read_kwargs = {**kwargs, "pool_reset_on_return": None, "skip_autocommit_rollback": True}
             self.read_engine = create_async_engine(self.url, isolation_level="AUTOCOMMIT", **read_kwargs)
             read_bind = self.read_engine
         self.read_sessionmaker = async_sessionmaker(read_bind, expire_on_commit=False)
@@ -155,8 +156,17 @@ class Database:
     async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
         """A unit of work: commit on success, roll back on error, then after-commit hooks."""
         if not write:
-            async with self._read() as session:
+            # A reader holds no transaction (SQLite connections run without BEGIN, PostgreSQL
+            # ones in autocommit) and its pool resets nothing on return, so closing it does
+            # no I/O and needs no shielding from cancellation: it is closed here rather than
+            # by AsyncSession's context manager, whose shield costs a task per unit of work.
+            session = self.read_sessionmaker()
+            session.info["after_commit"] = []
+            try:
                 yield session
+            finally:
+                await session.close()
+            await _run_hooks(session.info["after_commit"])
             return
         gate = self._write_gate
         async with self.sessionmaker() as session:
@@ -177,14 +187,6 @@ class Database:
             if self._checkpointer is not None:
                 self._checkpointer.written()
             await _run_hooks(session.info["after_commit"])
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncSession]:
-        """A read-only unit of work: it holds no transaction, so there is nothing to commit."""
-        async with self.read_sessionmaker() as session:
-            session.info["after_commit"] = []
-            yield session
-        await _run_hooks(session.info["after_commit"])
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -280,3 +280,38 @@ async def test_a_checkpointer_never_creates_the_file_it_looks_after(tmp_path: Pa
         await asyncio.to_thread(checkpointer.detach)
     assert not path.exists()
     assert checkpointer.checkpoints == 0
+
+
+async def test_a_read_unit_of_work_gives_its_connection_back_and_runs_its_hooks_only_on_success(
+    db: Database,
+) -> None:
+    ran: list[str] = []
+    async with db.transaction(write=False) as session:
+        assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+        session.info["after_commit"].append(lambda: ran.append("read"))
+    assert ran == ["read"]
+    assert db.read_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+    with pytest.raises(ZeroDivisionError):
+        async with db.transaction(write=False) as session:
+            await session.execute(text("SELECT 1"))
+            session.info["after_commit"].append(lambda: ran.append("failed"))
+            1 / 0  # noqa: B018
+    assert ran == ["read"]
+    assert db.read_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+    # A task cancelled in the middle of its read gives the connection back all the same.
+    started = asyncio.Event()
+
+    async def read_forever() -> None:
+        async with db.transaction(write=False) as session:
+            await session.execute(text("SELECT 1"))
+            started.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(read_forever())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert db.read_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
