@@ -504,12 +504,12 @@ async def cap_used_with_pending(
     rows = await session.execute(
         wanted.statement(
             f"""
-            SELECT 0 AS pending, c.used_bytes AS quantity, NULL AS meter_id, NULL AS account_id,
-                   NULL AS service_id, NULL AS occurred_at, NULL AS properties, NULL AS path,
+            SELECT 0 AS pending, NULL AS meter_id, NULL AS account_id, NULL AS service_id,
+                   c.used_bytes AS quantity, NULL AS occurred_at, NULL AS properties, NULL AS path,
                    NULL AS chain_since
             FROM cap_usage AS c WHERE c.service_id = :service_id AND c.period_start = :period_start
             UNION ALL
-            {wanted.pending(f"1, e.quantity, {_LOOSE_COLUMNS.replace('e.quantity, ', '')}")}
+            {wanted.pending(f"1, {_LOOSE_COLUMNS}")}
             """
         ).bindparams(bindparam("period_start", type_=Date)),
         {**wanted.params(), "service_id": service_id, "period_start": period_start},
