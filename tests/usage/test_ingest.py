@@ -523,11 +523,11 @@ def test_the_api_checks_each_event_before_its_unit_of_work_begins() -> None:
     from fastapi.routing import APIRoute
 
     from boughs.deps import unit_of_work
-    from boughs.usage.api import router
+    from boughs.usage.api import _formed, router
 
     (route,) = [
         r for r in router.routes
         if isinstance(r, APIRoute) and r.path.endswith("/usage-events") and "POST" in r.methods
     ]  # fmt: skip
-    calls = [getattr(d.call, "__name__", "") for d in route.dependant.dependencies]
-    assert calls.index("_formed") < calls.index(unit_of_work.__name__), calls
+    calls = [d.call for d in route.dependant.dependencies]
+    assert calls.index(_formed) < calls.index(unit_of_work), calls
