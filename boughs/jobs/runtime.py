@@ -26,6 +26,7 @@ import dramatiq
 from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware.asyncio import AsyncIO
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from boughs.auth.actor import Actor
@@ -42,9 +43,16 @@ log = logging.getLogger(__name__)
 
 ACTOR_NAME = "boughs_run_job"
 FOLD_ACTOR_NAME = "boughs_fold_usage"
-# How long a fold asked for after an ingest waits, so that it takes the batches that
-# arrive meanwhile too; further asks within that time ride on it.
-FOLD_DELAY_SECONDS = 0.2
+# A fold asked for after an ingest waits for ingestion to pause this long, so that the
+# batches of a burst are folded together; asks made meanwhile ride on it.
+FOLD_QUIET_SECONDS = 0.2
+# Under a steady stream it waits no longer than this after the first ask it covers, so
+# rollups and caps lag the usage by at most about this plus the fold's own time. On SQLite
+# a fold holds the one write lock, and the more events it takes at once the fewer pages
+# it writes for each (on a large tree, a fold of 1,000 events took twice the time per
+# event of one of 12,000): folds there wait longer and take more. On PostgreSQL a fold
+# runs beside the ingests, and one sent as soon as the pause is up keeps the lag short.
+FOLD_WAIT_AT_MOST_SECONDS = {"sqlite": 2.0, "postgresql": FOLD_QUIET_SECONDS}
 HEARTBEAT_EVERY = 10.0
 # A job's whole run, across all its chunks; Dramatiq's default of ten minutes is for
 # short tasks, and a bill run over a large provider can take longer.
@@ -79,6 +87,12 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
         )
     broker.add_middleware(AsyncIO())
     return broker
+
+
+@dataclass(slots=True)
+class _FoldAsks:
+    first: float
+    latest: float
 
 
 @dataclass
@@ -127,7 +141,11 @@ class JobRuntime:
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.actor = self._declare(ACTOR_NAME, self._perform)
         self.fold_actor = self._declare(FOLD_ACTOR_NAME, self._fold_usage)
-        self._fold_asked_at: dict[int, float] = {}
+        # Per provider: when the first and the latest ask for a fold not yet sent came.
+        self._fold_asks: dict[int, _FoldAsks] = {}
+        self._fold_asks_lock = threading.Lock()
+        backend = make_url(settings.database_url).get_backend_name()
+        self._fold_wait_at_most = FOLD_WAIT_AT_MOST_SECONDS.get(backend, FOLD_QUIET_SECONDS)
         self._worker: dramatiq.Worker | None = None
         self._worker_db: Database | None = None
         self._tick_task: asyncio.Task[None] | None = None
@@ -147,14 +165,35 @@ class JobRuntime:
         self.actor.send_with_options(args=(job_id,), delay=delay)
 
     def request_fold(self, provider_id: int) -> None:
-        """Fold the provider's pending usage soon. The fold takes whatever is pending when
-        it starts, after the delay, so an ask made within the delay of an earlier one is
-        already covered by it."""
-        now = time.monotonic()
-        if now - self._fold_asked_at.get(provider_id, float("-inf")) < FOLD_DELAY_SECONDS:
+        """Fold the provider's pending usage once ingestion pauses for FOLD_QUIET_SECONDS,
+        or FOLD_WAIT_AT_MOST_SECONDS (the database's) after this ask if it never does. The fold takes what
+        is pending when it starts, so asks made before it is sent ride on it."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop to time the wait on: the broker delays it instead
+            self.fold_actor.send_with_options(args=(provider_id,), delay=int(FOLD_QUIET_SECONDS * 1000))
             return
-        self._fold_asked_at[provider_id] = now
-        self.fold_actor.send_with_options(args=(provider_id,), delay=int(FOLD_DELAY_SECONDS * 1000))
+        now = time.monotonic()
+        with self._fold_asks_lock:
+            asks = self._fold_asks.get(provider_id)
+            # An ask long past its limit lost its timer with its event loop: start afresh.
+            if asks is not None and now - asks.first < 2 * self._fold_wait_at_most:
+                asks.latest = now
+                return
+            asks = self._fold_asks[provider_id] = _FoldAsks(now, now)
+        loop.call_later(FOLD_QUIET_SECONDS, self._send_fold_when_due, loop, provider_id, asks)
+
+    def _send_fold_when_due(self, loop: asyncio.AbstractEventLoop, provider_id: int, asks: _FoldAsks) -> None:
+        now = time.monotonic()
+        with self._fold_asks_lock:
+            if self._fold_asks.get(provider_id) is not asks:  # started afresh: its own timer runs
+                return
+            due = min(asks.latest + FOLD_QUIET_SECONDS, asks.first + self._fold_wait_at_most)
+            if now < due:
+                loop.call_later(due - now, self._send_fold_when_due, loop, provider_id, asks)
+                return
+            del self._fold_asks[provider_id]
+        self.fold_actor.send(provider_id)
 
     # --- lifecycle --------------------------------------------------------------------
 

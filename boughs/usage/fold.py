@@ -36,8 +36,10 @@ from boughs.usage.repository import RollupDelta
 
 # Events per fold transaction: large enough that hours and ancestors shared by many events
 # collapse into few rollup writes, small enough that one fold holds its locks briefly. On
-# SQLite a fold holds the one write lock, which every ingest waits for.
-FOLD_EVENTS = {"postgresql": 50_000, "sqlite": 5_000}
+# SQLite a fold holds the one write lock, which every ingest waits for; but the rollup
+# pages it writes are shared by more events the more it takes, and the workers' folds
+# there take up to two seconds' worth (see jobs.runtime.FOLD_WAIT_AT_MOST_SECONDS).
+FOLD_EVENTS = {"postgresql": 50_000, "sqlite": 25_000}
 
 
 async def fold_once(ctx: Ctx, max_events: int | None = None) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -345,6 +346,57 @@ async def test_an_ingest_asks_the_workers_to_fold(
                 )
             )
         assert rows == 3
+    finally:
+        await runtime.stop()
+
+
+async def test_a_fold_waits_for_ingestion_to_pause_but_not_past_its_limit(
+    settings: Settings, ctx_factory: Any, world: World, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches arriving closer together than the pause are folded together, not one a
+    fold; a stream that never pauses is folded at the limit all the same."""
+    from boughs.jobs import runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "FOLD_QUIET_SECONDS", 1.0)
+    monkeypatch.setattr(runtime_module, "FOLD_WAIT_AT_MOST_SECONDS", {"sqlite": 2.5, "postgresql": 2.5})
+    runtime = JobRuntime(settings, clock=clock)
+    runtime.start_worker(threads=1)
+    try:
+        waiting: list[int] = []
+        for n in range(60):
+            async with ctx_factory() as ctx:
+                await send(ctx, [event(f"s{n}", "1", EARLIER, account_id=world.leaf)])
+            waiting.append(await pending_batches(ctx_factory))
+            await asyncio.sleep(0.1)
+        # Nothing was folded a batch at a time: several waited together first ...
+        assert waiting[:5] == [1, 2, 3, 4, 5]
+        # ... and the stream was folded while it went on, though it never paused.
+        assert any(later < earlier for earlier, later in pairwise(waiting))
+        for _ in range(200):
+            if not await pending_batches(ctx_factory):
+                break
+            await asyncio.sleep(0.05)
+        assert await pending_batches(ctx_factory) == 0
+        async with ctx_factory() as ctx:
+            assert (await rollup_totals(ctx, world.data))[("account", world.leaf)] == (60, 1, 60)
+    finally:
+        await runtime.stop()
+
+
+async def test_a_fold_asked_for_outside_an_event_loop_still_comes(
+    settings: Settings, ctx_factory: Any, world: World, clock: FrozenClock
+) -> None:
+    runtime = JobRuntime(settings, clock=clock)
+    runtime.start_worker(threads=1)
+    try:
+        async with ctx_factory() as ctx:
+            await send(ctx, [event("t", "2", EARLIER, account_id=world.leaf)])
+        await asyncio.to_thread(runtime.request_fold, await _provider_of(ctx_factory))
+        for _ in range(200):
+            if not await pending_batches(ctx_factory):
+                break
+            await asyncio.sleep(0.05)
+        assert await pending_batches(ctx_factory) == 0
     finally:
         await runtime.stop()
 
