@@ -167,26 +167,38 @@ _SPAN = "e.id BETWEEN :lo AND :hi AND e.batch_id IN :batch_ids"
 _CURRENT_CHAIN = "(a.chain_since IS NULL OR a.chain_since <= e.occurred_at)"
 
 
-def _fold_statement(hour: str, members: str, member_id: str, greatest: str) -> Any:
-    """``members``: a table of the ids on an account's path ``a.path``, one ``member_id`` a
-    row; every one but the account itself gets a below row."""
+# The rows are grouped on compact keys, the kinds as numbers in the order of their names and
+# the hours as the engine holds them most briefly, and given their stored form only once
+# grouped: on SQLite, sorting the long text keys took half the time of the grouping.
+_KIND_CODES = {kind: code for code, kind in enumerate(sorted((ACCOUNT, BELOW, SERVICE)))}
+_KIND_OF_CODE = (
+    "CASE kind " + " ".join(f"WHEN {code} THEN '{kind}'" for kind, code in _KIND_CODES.items()) + " END"
+)
+
+
+def _fold_statement(hour_key: str, hour: str, members: str, member_id: str, greatest: str) -> Any:
+    """``hour_key``: the UTC hour of ``e.occurred_at``, in a form that sorts as the hours do;
+    ``hour``: that key (``hour_key``) as the rollups store an hour. ``members``: a table of
+    the ids on an account's path ``a.path``, one ``member_id`` a row; every one but the
+    account itself gets a below row."""
     sql = f"""
     INSERT INTO usage_rollups (meter_id, kind, subject_id, hour, provider_id, account_id, total, peak, events)
-    SELECT meter_id, kind, subject_id, hour, :provider_id, min(owner), sum(quantity), max(quantity), count(*)
+    SELECT meter_id, {_KIND_OF_CODE}, subject_id, {hour}, :provider_id, min(owner), sum(quantity),
+           max(quantity), count(*)
     FROM (
-        SELECT e.meter_id AS meter_id, '{ACCOUNT}' AS kind, e.account_id AS subject_id, {hour} AS hour,
-               e.account_id AS owner, e.quantity AS quantity
+        SELECT e.meter_id AS meter_id, {_KIND_CODES[ACCOUNT]} AS kind, e.account_id AS subject_id,
+               {hour_key} AS hour_key, e.account_id AS owner, e.quantity AS quantity
         FROM usage_events AS e WHERE {_SPAN}
         UNION ALL
-        SELECT e.meter_id, '{SERVICE}', e.service_id, {hour}, e.account_id, e.quantity
+        SELECT e.meter_id, {_KIND_CODES[SERVICE]}, e.service_id, {hour_key}, e.account_id, e.quantity
         FROM usage_events AS e WHERE {_SPAN} AND e.service_id IS NOT NULL
         UNION ALL
-        SELECT e.meter_id, '{BELOW}', {member_id}, {hour}, {member_id}, e.quantity
+        SELECT e.meter_id, {_KIND_CODES[BELOW]}, {member_id}, {hour_key}, {member_id}, e.quantity
         FROM usage_events AS e JOIN accounts AS a ON a.id = e.account_id CROSS JOIN {members}
         WHERE {_SPAN} AND {_CURRENT_CHAIN} AND {member_id} <> e.account_id
     ) AS d
-    GROUP BY meter_id, kind, subject_id, hour
-    ORDER BY meter_id, kind, subject_id, hour
+    GROUP BY meter_id, kind, subject_id, hour_key
+    ORDER BY meter_id, kind, subject_id, hour_key
     ON CONFLICT (meter_id, kind, subject_id, hour) DO UPDATE
     SET total = usage_rollups.total + excluded.total,
         peak = {greatest}(usage_rollups.peak, excluded.peak),
@@ -196,14 +208,16 @@ def _fold_statement(hour: str, members: str, member_id: str, greatest: str) -> A
 
 
 _SQLITE_FOLD = _fold_statement(
-    hour="substr(e.occurred_at, 1, 13) || ':00:00.000000'",
+    hour_key="substr(e.occurred_at, 1, 13)",
+    hour="hour_key || ':00:00.000000'",
     members="json_each('[' || replace(trim(a.path, '/'), '/', ',') || ']') AS m",
     member_id="CAST(m.value AS INTEGER)",
     greatest="max",
 )
 _PG_FOLD = _fold_statement(
     # The UTC hour by arithmetic on the instant: no time zone rules to consult per row.
-    hour="date_bin('1 hour', e.occurred_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
+    hour_key="date_bin('1 hour', e.occurred_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
+    hour="hour_key",
     members="LATERAL unnest(string_to_array(trim(both '/' from a.path), '/')) AS m(member)",
     member_id="CAST(m.member AS bigint)",
     greatest="greatest",
