@@ -4,6 +4,8 @@ answers count what is still pending so they are exact either way."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -323,22 +325,35 @@ async def test_usage_taken_while_its_period_is_being_invoiced_is_billed_late(
     assert late == {"before": False, "during": True}
 
 
+@asynccontextmanager
+async def _workers(settings: Settings, clock: FrozenClock) -> AsyncIterator[JobRuntime]:
+    """This process's runtime with a worker thread, as `boughs serve` runs it."""
+    runtime = JobRuntime(settings, clock=clock)
+    runtime.start_worker(threads=1)
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+async def _until_all_folded(ctx_factory: Any) -> None:
+    for _ in range(200):
+        if not await pending_batches(ctx_factory):
+            return
+        await asyncio.sleep(0.05)
+    assert await pending_batches(ctx_factory) == 0, "the workers never folded the usage"
+
+
 async def test_an_ingest_asks_the_workers_to_fold(
     settings: Settings, ctx_factory: Any, world: World, clock: FrozenClock
 ) -> None:
-    runtime = JobRuntime(settings, clock=clock)
-    runtime.start_worker(threads=1)
     from boughs.jobs import runtime as runtime_module
 
-    try:
+    async with _workers(settings, clock) as runtime:
         async with ctx_factory() as ctx:
             await send(ctx, [event("w", "3", EARLIER, account_id=world.leaf)])
         assert runtime_module.current() is runtime
-        for _ in range(200):
-            if not await pending_batches(ctx_factory):
-                break
-            await asyncio.sleep(0.05)
-        assert await pending_batches(ctx_factory) == 0
+        await _until_all_folded(ctx_factory)
         async with ctx_factory() as ctx:
             rows = await ctx.session.scalar(
                 select(func.sum(UsageRollup.total)).where(
@@ -346,8 +361,6 @@ async def test_an_ingest_asks_the_workers_to_fold(
                 )
             )
         assert rows == 3
-    finally:
-        await runtime.stop()
 
 
 async def test_a_fold_waits_for_ingestion_to_pause_but_not_past_its_limit(
@@ -359,9 +372,7 @@ async def test_a_fold_waits_for_ingestion_to_pause_but_not_past_its_limit(
 
     monkeypatch.setattr(runtime_module, "FOLD_QUIET_SECONDS", 1.0)
     monkeypatch.setattr(runtime_module, "FOLD_WAIT_AT_MOST_SECONDS", {"sqlite": 2.5, "postgresql": 2.5})
-    runtime = JobRuntime(settings, clock=clock)
-    runtime.start_worker(threads=1)
-    try:
+    async with _workers(settings, clock):
         waiting: list[int] = []
         for n in range(60):
             async with ctx_factory() as ctx:
@@ -372,33 +383,19 @@ async def test_a_fold_waits_for_ingestion_to_pause_but_not_past_its_limit(
         assert waiting[:5] == [1, 2, 3, 4, 5]
         # ... and the stream was folded while it went on, though it never paused.
         assert any(later < earlier for earlier, later in pairwise(waiting))
-        for _ in range(200):
-            if not await pending_batches(ctx_factory):
-                break
-            await asyncio.sleep(0.05)
-        assert await pending_batches(ctx_factory) == 0
+        await _until_all_folded(ctx_factory)
         async with ctx_factory() as ctx:
             assert (await rollup_totals(ctx, world.data))[("account", world.leaf)] == (60, 1, 60)
-    finally:
-        await runtime.stop()
 
 
 async def test_a_fold_asked_for_outside_an_event_loop_still_comes(
     settings: Settings, ctx_factory: Any, world: World, clock: FrozenClock
 ) -> None:
-    runtime = JobRuntime(settings, clock=clock)
-    runtime.start_worker(threads=1)
-    try:
+    async with _workers(settings, clock) as runtime:
         async with ctx_factory() as ctx:
             await send(ctx, [event("t", "2", EARLIER, account_id=world.leaf)])
         await asyncio.to_thread(runtime.request_fold, await _provider_of(ctx_factory))
-        for _ in range(200):
-            if not await pending_batches(ctx_factory):
-                break
-            await asyncio.sleep(0.05)
-        assert await pending_batches(ctx_factory) == 0
-    finally:
-        await runtime.stop()
+        await _until_all_folded(ctx_factory)
 
 
 async def _provider_of(ctx_factory: Any) -> int:
