@@ -540,7 +540,9 @@ async def run_engine(
     )
     report.add(Figure("hierarchy", engine.name, "effective of a leaf", "ms", ours, theirs, TARGET_RATIO))
 
-    # Each pair moves the subtree one way through Boughs and back through the raw SQL.
+    # Each pair moves the subtree one way through Boughs and back through the raw SQL, as
+    # many pairs as the reads get: a move's time swings with the machine more than a read's
+    # (five pairs put the same code at 1.23x in one run and 2.11x in the next).
     for moving, home, away, size in (
         (second, first, other_first, sum(FANOUT**k for k in range(levels - 2))),
         (first, top, other_top, sum(FANOUT**k for k in range(levels - 1))),
@@ -548,7 +550,7 @@ async def run_engine(
         ours, theirs = await paired_ms(
             lambda m=moving, a=away: write(lambda c: accounts.move(c, m, a)),
             lambda m=moving, h=home: raw_move(raw, pid, m, h),
-            max(3, repeat // 4),
+            repeat,
             warmup=1,
         )
         report.add(Figure("hierarchy", engine.name, f"move a subtree of {size:,}", "ms", ours, theirs,
