@@ -91,8 +91,12 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
 
 @dataclass(slots=True)
 class _FoldAsks:
+    """When the first and the latest ask for a fold not yet sent came, and the event loop
+    whose timer sends it."""
+
     first: float
     latest: float
+    loop: asyncio.AbstractEventLoop
 
 
 @dataclass
@@ -141,7 +145,6 @@ class JobRuntime:
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.actor = self._declare(ACTOR_NAME, self._perform)
         self.fold_actor = self._declare(FOLD_ACTOR_NAME, self._fold_usage)
-        # Per provider: when the first and the latest ask for a fold not yet sent came.
         self._fold_asks: dict[int, _FoldAsks] = {}
         self._fold_asks_lock = threading.Lock()
         backend = make_url(settings.database_url).get_backend_name()
@@ -166,8 +169,8 @@ class JobRuntime:
 
     def request_fold(self, provider_id: int) -> None:
         """Fold the provider's pending usage once ingestion pauses for FOLD_QUIET_SECONDS,
-        or FOLD_WAIT_AT_MOST_SECONDS (the database's) after this ask if it never does. The fold takes what
-        is pending when it starts, so asks made before it is sent ride on it."""
+        or the database's FOLD_WAIT_AT_MOST_SECONDS after this ask if it never does. The
+        fold takes what is pending when it starts, so asks made before it is sent ride on it."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop to time the wait on: the broker delays it instead
@@ -176,21 +179,21 @@ class JobRuntime:
         now = time.monotonic()
         with self._fold_asks_lock:
             asks = self._fold_asks.get(provider_id)
-            # An ask long past its limit lost its timer with its event loop: start afresh.
-            if asks is not None and now - asks.first < 2 * self._fold_wait_at_most:
+            # Asks whose loop has closed lost their timer with it: start afresh.
+            if asks is not None and not asks.loop.is_closed():
                 asks.latest = now
                 return
-            asks = self._fold_asks[provider_id] = _FoldAsks(now, now)
-        loop.call_later(FOLD_QUIET_SECONDS, self._send_fold_when_due, loop, provider_id, asks)
+            asks = self._fold_asks[provider_id] = _FoldAsks(now, now, loop)
+        loop.call_later(FOLD_QUIET_SECONDS, self._send_fold_when_due, provider_id, asks)
 
-    def _send_fold_when_due(self, loop: asyncio.AbstractEventLoop, provider_id: int, asks: _FoldAsks) -> None:
+    def _send_fold_when_due(self, provider_id: int, asks: _FoldAsks) -> None:
         now = time.monotonic()
         with self._fold_asks_lock:
             if self._fold_asks.get(provider_id) is not asks:  # started afresh: its own timer runs
                 return
             due = min(asks.latest + FOLD_QUIET_SECONDS, asks.first + self._fold_wait_at_most)
             if now < due:
-                loop.call_later(due - now, self._send_fold_when_due, loop, provider_id, asks)
+                asks.loop.call_later(due - now, self._send_fold_when_due, provider_id, asks)
                 return
             del self._fold_asks[provider_id]
         self.fold_actor.send(provider_id)
