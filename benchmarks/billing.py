@@ -78,6 +78,7 @@ from boughs.jobs.models import Job, JobStatus
 from boughs.jobs.runtime import JobRuntime
 from boughs.kit.clock import SystemClock
 from boughs.kit.money import round_half_up
+from boughs.kit.types import hour_number
 from boughs.schema import upgrade
 from boughs.usage import service as usage
 from boughs.usage.schemas import MeterCreate
@@ -273,6 +274,10 @@ class Raw:
             return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         return moment
 
+    def hour(self, moment: datetime) -> Any:
+        """How a rollup hour is stored (``UTCHour``): a number on SQLite, the value on PostgreSQL."""
+        return hour_number(moment) if self.engine == "sqlite" else moment
+
     def day(self, value: date) -> Any:
         return value.isoformat() if self.engine == "sqlite" else value
 
@@ -437,12 +442,12 @@ GROUP BY r.meter_id, a.root_id, r.hour
 
 def _write_rollups(raw: Raw, world: World, sizes: Sizes) -> None:
     hours = int((world.window[1] - world.window[0]).total_seconds() // 3600)
-    hour_type = "TEXT" if raw.engine == "sqlite" else "timestamptz"
+    hour_type = "INTEGER" if raw.engine == "sqlite" else "timestamptz"
     raw.execute(f"CREATE TEMP TABLE bench_hours (h INTEGER PRIMARY KEY, hour {hour_type} NOT NULL)")
     raw.execute("CREATE TEMP TABLE bench_events (k INTEGER PRIMARY KEY)")
     raw.begin()
     raw.write("bench_hours", ("h", "hour"),
-              ((h, raw.stamp(world.window[0] + timedelta(hours=h))) for h in range(hours)))  # fmt: skip
+              ((h, raw.hour(world.window[0] + timedelta(hours=h))) for h in range(hours)))  # fmt: skip
     raw.write("bench_events", ("k",), ((k,) for k in range(sizes.per_meter)))
     raw.commit()
     if raw.engine == "postgres":
@@ -604,7 +609,7 @@ def run_floor(engine: Engine, world: World) -> Floor:
     try:
         started = time.perf_counter()
         p = world.provider_id
-        start, end = raw.stamp(world.window[0]), raw.stamp(world.window[1])
+        start, end = raw.hour(world.window[0]), raw.hour(world.window[1])
         meters = {code: (meter_id, name, unit, precision) for meter_id, code, name, unit, precision
                   in raw.all(FLOOR_METERS, p)}  # fmt: skip
         plans: dict[int, tuple[str, int, str | None, list[Priced]]] = {}

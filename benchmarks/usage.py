@@ -57,6 +57,7 @@ from boughs.catalog.schemas import PlanCreate
 from boughs.context import Ctx
 from boughs.db import Database
 from boughs.kit.clock import SystemClock
+from boughs.kit.types import hour_number
 from boughs.schema import upgrade
 from boughs.services.models import Service
 from boughs.usage import service as usage
@@ -238,6 +239,11 @@ def sqlite_time(moment: datetime) -> str:
 
 def stored_time(engine: str, moment: datetime) -> Any:
     return sqlite_time(moment) if engine == "sqlite" else moment
+
+
+def stored_hour(engine: str, moment: datetime) -> Any:
+    """An hour as the rollups store it (``UTCHour``): a number on SQLite."""
+    return hour_number(moment) if engine == "sqlite" else moment
 
 
 # --- the events -----------------------------------------------------------------------------
@@ -582,7 +588,7 @@ async def run_engine(engine: Engine, sizes: Sizes, report: Report, details: dict
             )
 
     async def theirs() -> Any:
-        start, end = stored_time(engine.name, work.start), stored_time(engine.name, work.end)
+        start, end = stored_hour(engine.name, work.start), stored_hour(engine.name, work.end)
         return await raw.one(SUBTREE_SQL, meter, world.top, start, end)
 
     answer, (total, _events) = await ours(), await theirs()

@@ -265,3 +265,60 @@ def test_rollups_are_clustered_on_their_keys_on_sqlite_and_keep_their_rows(datab
     assert before == ([False, False] if sqlite else [], rows)
     assert after == ([True, True] if sqlite else [], rows)
     assert back == before
+
+
+def test_rollup_hours_become_numbers_on_sqlite_and_come_back(database_url: str) -> None:
+    """Migration 0013 keys the fold's tables on the hour as hours since the epoch on
+    SQLite, every row's hour carried across, and a downgrade gives the text back;
+    PostgreSQL keeps its timestamptz."""
+    from sqlalchemy import MetaData, Table, insert
+
+    tables = ("usage_rollups", "usage_unique_values")
+    hours = [datetime(2026, 1, 1, 10, tzinfo=UTC), datetime(1999, 12, 31, 23, tzinfo=UTC)]
+    with _below(database_url, "0012", tables) as engine:
+
+        def stored() -> tuple[set[str], list[tuple[Any, ...]]]:
+            """The hour columns' declared types, and the rows as the driver hands them back."""
+            with engine.connect() as conn:
+                types = {str(Table(table, MetaData(), autoload_with=conn).c.hour.type) for table in tables}
+                rows = [
+                    *conn.exec_driver_sql("SELECT subject_id, hour, total FROM usage_rollups ORDER BY hour"),
+                    *conn.exec_driver_sql(
+                        "SELECT subject_id, hour, value FROM usage_unique_values ORDER BY hour"
+                    ),
+                ]
+                return types, [tuple(r) for r in rows]
+
+        with engine.begin() as conn:
+            rollups = Table("usage_rollups", MetaData(), autoload_with=conn)
+            values = Table("usage_unique_values", MetaData(), autoload_with=conn)
+            for subject, hour in enumerate(hours, start=1):
+                key = {"meter_id": 1, "kind": "account", "subject_id": subject, "hour": hour}
+                conn.execute(insert(rollups).values(**key, provider_id=1, account_id=subject, total=5, peak=3,
+                                                    events=2))  # fmt: skip
+                conn.execute(
+                    insert(values).values(**key, value="device-1", provider_id=1, account_id=subject)
+                )
+        sqlite = engine.dialect.name == "sqlite"
+        before = stored()
+        after, back = _up_and_down(database_url, "0013", "0012", stored)
+    if sqlite:
+        as_text = ["1999-12-31 23:00:00.000000", "2026-01-01 10:00:00.000000"]
+        assert before == (
+            {"DATETIME"},
+            [
+                (2, as_text[0], 5),
+                (1, as_text[1], 5),
+                (2, as_text[0], "device-1"),
+                (1, as_text[1], "device-1"),
+            ],
+        )
+        # Hours since 1970-01-01 00:00 UTC.
+        assert after == (
+            {"INTEGER"},
+            [(2, 262967, 5), (1, 490906, 5), (2, 262967, "device-1"), (1, 490906, "device-1")],
+        )
+    else:
+        assert [row[1] for row in before[1]] == [hours[1], hours[0], hours[1], hours[0]]
+        assert after == before
+    assert back == before

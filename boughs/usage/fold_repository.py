@@ -19,7 +19,7 @@ from sqlalchemy import Date, TextualSelect, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.kit.sql import is_postgres
-from boughs.kit.types import JSONDoc, UTCDateTime
+from boughs.kit.types import JSONDoc, UTCDateTime, UTCHour
 from boughs.usage.models import RollupKind
 
 SERVICE, ACCOUNT, BELOW = RollupKind.service.value, RollupKind.account.value, RollupKind.below.value
@@ -208,8 +208,10 @@ def _fold_statement(hour_key: str, hour: str, members: str, member_id: str, grea
 
 
 _SQLITE_FOLD = _fold_statement(
+    # An event's time is stored as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC; its first 13
+    # characters name its hour, turned into the hours since the epoch once per row written.
     hour_key="substr(e.occurred_at, 1, 13)",
-    hour="hour_key || ':00:00.000000'",
+    hour="CAST(strftime('%s', hour_key || ':00:00') AS INTEGER) / 3600",
     members="json_each('[' || replace(trim(a.path, '/'), '/', ',') || ']') AS m",
     member_id="CAST(m.value AS INTEGER)",
     greatest="max",
@@ -455,7 +457,7 @@ class Wanted:
                 *_instants("start", "end"),
                 *(bindparam(name, expanding=True) for name in ("meter_ids", *lists)),
             )
-            .columns(at=UTCDateTime, **_LOOSE_TYPES)
+            .columns(at=UTCHour, **_LOOSE_TYPES)
         )
 
     def pending(self, columns: str) -> str:
@@ -484,13 +486,13 @@ async def hourly_with_pending(session: AsyncSession, wanted: Wanted) -> list[Hou
                    NULL AS occurred_at, NULL AS properties, NULL AS path, NULL AS chain_since
             FROM usage_rollups AS r
             WHERE r.meter_id IN :meter_ids AND r.kind IN :kinds AND r.subject_id = :subject_id
-              AND r.hour >= :start AND r.hour < :end
+              AND r.hour >= :start_hour AND r.hour < :end_hour
             UNION ALL
-            {wanted.pending(f"1, e.occurred_at, e.quantity, e.quantity, 1, {_LOOSE_COLUMNS}")}
+            {wanted.pending(f"1, NULL, e.quantity, e.quantity, 1, {_LOOSE_COLUMNS}")}
             """,
             "kinds",
-        ),
-        wanted.params(),
+        ).bindparams(bindparam("start_hour", type_=UTCHour), bindparam("end_hour", type_=UTCHour)),
+        {**wanted.params(), "start_hour": wanted.start, "end_hour": wanted.end},
     )
     found: list[HourRow] = []
     for row in rows:

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from boughs.db import Base
-from boughs.kit.types import BigId, JSONDoc, UTCDateTime
+from boughs.kit.types import BigId, JSONDoc, UTCDateTime, UTCHour
 
 
 def _in(column: str, values: type[StrEnum]) -> str:
@@ -181,7 +181,7 @@ class UsageRollup(Base):
     meter_id: Mapped[int] = mapped_column(BigId)
     kind: Mapped[str] = mapped_column(String(8))
     subject_id: Mapped[int] = mapped_column(BigId)
-    hour: Mapped[datetime] = mapped_column(UTCDateTime)
+    hour: Mapped[datetime] = mapped_column(UTCHour)
     provider_id: Mapped[int] = mapped_column(BigId)
     # The account the row belongs to: the service's account, the account, the subtree's top.
     account_id: Mapped[int] = mapped_column(BigId)
@@ -203,7 +203,7 @@ class UsageUniqueValue(Base):
     meter_id: Mapped[int] = mapped_column(BigId)
     kind: Mapped[str] = mapped_column(String(8))
     subject_id: Mapped[int] = mapped_column(BigId)
-    hour: Mapped[datetime] = mapped_column(UTCDateTime)
+    hour: Mapped[datetime] = mapped_column(UTCHour)
     value: Mapped[str] = mapped_column(String(200))
     provider_id: Mapped[int] = mapped_column(BigId)
     account_id: Mapped[int] = mapped_column(BigId)

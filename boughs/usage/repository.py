@@ -29,7 +29,7 @@ from boughs.accounts.models import Account, AccountLink
 from boughs.authz.scope import Scope
 from boughs.db import driver_sql
 from boughs.kit.sql import is_postgres, one_of
-from boughs.kit.types import storable_id
+from boughs.kit.types import hour_number, storable_id
 from boughs.services.models import Service, is_live
 from boughs.usage.models import (
     Meter,
@@ -344,7 +344,6 @@ async def add_to_rollups(session: AsyncSession, provider_id: int, deltas: list[R
         columns = dict(zip(RollupDelta._fields, (list(c) for c in zip(*deltas, strict=True)), strict=True))
         await session.execute(_PG_ADD_TO_ROLLUPS, {**columns, "provider_id": provider_id})
         return
-    text_of = _SqliteTimes()
     await driver_sql(
         session,
         _SQLITE_ADD_TO_ROLLUPS,
@@ -354,7 +353,7 @@ async def add_to_rollups(session: AsyncSession, provider_id: int, deltas: list[R
                 d.meter_id,
                 d.kind,
                 d.subject_id,
-                text_of(d.hour),
+                hour_number(d.hour),
                 d.account_id,
                 d.total,
                 d.peak,
