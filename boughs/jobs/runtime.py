@@ -261,7 +261,17 @@ class JobRuntime:
         from boughs.usage.tasks import fold_pending
 
         secrets = box_for(self.settings.secret_key)
-        await fold_pending(self._db_for_worker(), provider_id, self.clock, secrets)
+        await fold_pending(
+            self._db_for_worker(), provider_id, self.clock, secrets,
+            next_fold_coming=lambda: self._fold_asked(provider_id),
+        )  # fmt: skip
+
+    def _fold_asked(self, provider_id: int) -> bool:
+        """Whether a fold for the provider has been asked for in this process and is yet to
+        be sent (its timer runs): it folds whatever is pending when it runs."""
+        with self._fold_asks_lock:
+            asks = self._fold_asks.get(provider_id)
+            return asks is not None and not asks.loop.is_closed()
 
     async def execute(self, db: Database, job_id: int) -> str | None:
         """Claim and run one job; returns its final status, or None if it was not ours."""

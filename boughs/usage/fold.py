@@ -42,11 +42,12 @@ from boughs.usage.repository import RollupDelta
 FOLD_EVENTS = {"postgresql": 50_000, "sqlite": 25_000}
 
 
-async def fold_once(ctx: Ctx, max_events: int | None = None) -> int:
-    """Fold the provider's oldest pending batches in this unit of work; how many events."""
+async def fold_once(ctx: Ctx, max_events: int | None = None, *, whole_only: bool = False) -> int:
+    """Fold the provider's oldest pending batches in this unit of work; how many events.
+    With ``whole_only``, only if a whole fold's worth (``max_events``) is pending."""
     max_events = max_events or FOLD_EVENTS.get(ctx.session.get_bind().dialect.name, 5_000)
     await fold_repository.lock_folding(ctx.session, ctx.provider_id)
-    span = await fold_repository.pending_span(ctx.session, ctx.provider_id, max_events)
+    span = await fold_repository.pending_span(ctx.session, ctx.provider_id, max_events, whole_only=whole_only)
     if span is None:
         return 0
     if await fold_repository.invoiced_since(ctx.session, ctx.provider_id, span):

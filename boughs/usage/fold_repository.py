@@ -102,15 +102,19 @@ async def lock_folding(session: AsyncSession, provider_id: int) -> None:
         )
 
 
-async def pending_span(session: AsyncSession, provider_id: int, max_events: int) -> Span | None:
-    """The oldest pending batches, up to about ``max_events`` events (at least one batch)."""
+async def pending_span(
+    session: AsyncSession, provider_id: int, max_events: int, *, whole_only: bool = False
+) -> Span | None:
+    """The oldest pending batches, up to about ``max_events`` events (at least one batch);
+    with ``whole_only``, none unless that many are pending."""
+    limit = max(1, max_events // 100)
     rows = (
         await session.execute(
             text(
                 "SELECT id, first_event_id, last_event_id, events, earliest_at FROM usage_batches "
                 "WHERE provider_id = :provider_id AND folded_at IS NULL ORDER BY id LIMIT :limit"
             ).columns(earliest_at=UTCDateTime),
-            {"provider_id": provider_id, "limit": max(1, max_events // 100)},
+            {"provider_id": provider_id, "limit": limit},
         )
     ).all()
     taken: list[Any] = []
@@ -120,7 +124,8 @@ async def pending_span(session: AsyncSession, provider_id: int, max_events: int)
             break
         taken.append(row)
         events += row.events
-    if not taken:
+    whole = len(taken) < len(rows) or len(rows) == limit
+    if not taken or (whole_only and not whole):
         return None
     known = [r.earliest_at for r in taken]
     return Span(

@@ -4,6 +4,7 @@ retention window go, rollups stay."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -20,15 +21,29 @@ PURGE_EXPIRED_EVENTS = "usage.purge_expired_events"
 FOLD_PENDING = "usage.fold_pending"
 
 
-async def fold_pending(db: Database, provider_id: int, clock: Clock, secrets: SecretBox | None = None) -> int:
+async def fold_pending(
+    db: Database,
+    provider_id: int,
+    clock: Clock,
+    secrets: SecretBox | None = None,
+    *,
+    next_fold_coming: Callable[[], bool] | None = None,
+) -> int:
     """Fold the provider's pending batches, a fold per unit of work, until none is left;
-    how many events were folded."""
+    how many events were folded.
+
+    ``next_fold_coming`` tells whether another fold has been asked for already: then,
+    after the first fold, batches that arrived meanwhile wait for it unless a whole fold's
+    worth is pending. Under steady ingestion a fold that went on taking them at once would
+    fold a few batches at a time, and a small fold writes nearly as many pages as a large.
+    """
     folded = 0
     while True:
         async with db.transaction() as session:
             actor = Actor.system(provider_id, FOLD_PENDING)
             ctx = Ctx(session=session, clock=clock, actor=actor, secrets=secrets or default_box())
-            events = await fold.fold_once(ctx)
+            whole_only = folded > 0 and next_fold_coming is not None and next_fold_coming()
+            events = await fold.fold_once(ctx, whole_only=whole_only)
         if not events:
             return folded
         folded += events

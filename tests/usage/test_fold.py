@@ -398,6 +398,52 @@ async def test_a_fold_asked_for_outside_an_event_loop_still_comes(
         await _until_all_folded(ctx_factory)
 
 
+async def test_while_another_fold_is_coming_a_fold_leaves_it_less_than_a_whole_fold(
+    ctx_factory: Any, world: World, db: Database, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once its first fold is done, a fold leaves the batches that arrived meanwhile to the
+    fold already asked for, unless a whole fold's worth is pending; with none coming it
+    folds everything."""
+    from boughs.usage.tasks import fold_pending
+
+    # A fold takes up to three batches of a hundred events.
+    monkeypatch.setattr(fold, "FOLD_EVENTS", {"sqlite": 300, "postgresql": 300})
+    provider_id = await _provider_of(ctx_factory)
+
+    async def batches(first: int, count: int) -> None:
+        for n in range(first, first + count):
+            async with ctx_factory() as ctx:
+                await send(ctx, [event(f"c{n}-{i}", "1", EARLIER, account_id=world.leaf) for i in range(100)])
+
+    await batches(0, 8)
+    # A first fold of three batches; three more make a whole fold; the two left wait.
+    assert await fold_pending(db, provider_id, clock, next_fold_coming=lambda: True) == 600
+    assert await pending_batches(ctx_factory) == 2
+    # With a fold coming, the first fold is done all the same.
+    assert await fold_pending(db, provider_id, clock, next_fold_coming=lambda: True) == 200
+    await batches(8, 4)
+    assert await fold_pending(db, provider_id, clock, next_fold_coming=lambda: False) == 400
+    assert await pending_batches(ctx_factory) == 0
+    async with ctx_factory() as ctx:
+        assert (await rollup_totals(ctx, world.data))[("account", world.leaf)] == (1200, 1, 1200)
+
+
+async def test_the_workers_know_a_fold_is_coming_while_its_asks_wait(
+    settings: Settings, ctx_factory: Any, world: World, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from boughs.jobs import runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "FOLD_QUIET_SECONDS", 0.5)
+    provider_id = await _provider_of(ctx_factory)
+    async with _workers(settings, clock) as runtime:
+        assert not runtime._fold_asked(provider_id)
+        async with ctx_factory() as ctx:
+            await send(ctx, [event("k", "1", EARLIER, account_id=world.leaf)])
+        assert runtime._fold_asked(provider_id)  # asked once the batch committed; not sent yet
+        await _until_all_folded(ctx_factory)
+        assert not runtime._fold_asked(provider_id)
+
+
 async def _provider_of(ctx_factory: Any) -> int:
     async with ctx_factory() as ctx:
         return int(ctx.provider_id)
