@@ -52,7 +52,7 @@ FOLD_QUIET_SECONDS = 0.2
 # it writes for each (on a large tree, a fold of 1,000 events took twice the time per
 # event of one of 12,000): folds there wait longer and take more. On PostgreSQL a fold
 # runs beside the ingests, and one sent as soon as the pause is up keeps the lag short.
-FOLD_WAIT_AT_MOST_SECONDS = {"sqlite": 2.0, "postgresql": FOLD_QUIET_SECONDS}
+FOLD_WAIT_AT_MOST_SECONDS = {"sqlite": 3.0, "postgresql": FOLD_QUIET_SECONDS}
 HEARTBEAT_EVERY = 10.0
 # A job's whole run, across all its chunks; Dramatiq's default of ten minutes is for
 # short tasks, and a bill run over a large provider can take longer.

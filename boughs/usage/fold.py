@@ -38,7 +38,7 @@ from boughs.usage.repository import RollupDelta
 # collapse into few rollup writes, small enough that one fold holds its locks briefly. On
 # SQLite a fold holds the one write lock, which every ingest waits for; but the rollup
 # pages it writes are shared by more events the more it takes, and the workers' folds
-# there take up to two seconds' worth (see jobs.runtime.FOLD_WAIT_AT_MOST_SECONDS).
+# there take up to three seconds' worth (see jobs.runtime.FOLD_WAIT_AT_MOST_SECONDS).
 FOLD_EVENTS = {"postgresql": 50_000, "sqlite": 25_000}
 
 
