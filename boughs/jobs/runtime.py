@@ -178,9 +178,8 @@ class JobRuntime:
             return
         now = time.monotonic()
         with self._fold_asks_lock:
-            asks = self._fold_asks.get(provider_id)
-            # Asks whose loop has closed lost their timer with it: start afresh.
-            if asks is not None and not asks.loop.is_closed():
+            asks = self._waiting_asks(provider_id)
+            if asks is not None:
                 asks.latest = now
                 return
             asks = self._fold_asks[provider_id] = _FoldAsks(now, now, loop)
@@ -270,8 +269,13 @@ class JobRuntime:
         """Whether a fold for the provider has been asked for in this process and is yet to
         be sent (its timer runs): it folds whatever is pending when it runs."""
         with self._fold_asks_lock:
-            asks = self._fold_asks.get(provider_id)
-            return asks is not None and not asks.loop.is_closed()
+            return self._waiting_asks(provider_id) is not None
+
+    def _waiting_asks(self, provider_id: int) -> _FoldAsks | None:
+        """The provider's asks whose timer still runs (under ``_fold_asks_lock``): asks whose
+        event loop has closed lost their timer with it, and the next ask starts afresh."""
+        asks = self._fold_asks.get(provider_id)
+        return asks if asks is not None and not asks.loop.is_closed() else None
 
     async def execute(self, db: Database, job_id: int) -> str | None:
         """Claim and run one job; returns its final status, or None if it was not ours."""

@@ -63,19 +63,18 @@ def _utc_from_stored(value: Any) -> datetime | None:
     return value.astimezone(UTC)
 
 
-_SECONDS_PER_HOUR = 3600
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HOUR = timedelta(hours=1)
 
 
 def hour_number(moment: datetime) -> int:
     """The first whole UTC hour at or after ``moment``, as hours since the epoch: how
     ``UTCHour`` stores an hour on SQLite."""
-    seconds = (moment - _EPOCH) // timedelta(microseconds=1)
-    return -(-seconds // (_SECONDS_PER_HOUR * 1_000_000))
+    return -((_EPOCH - moment) // _HOUR)
 
 
 def hour_of_number(number: int) -> datetime:
-    return _EPOCH + timedelta(hours=number)
+    return _EPOCH + number * _HOUR
 
 
 class UTCHour(TypeDecorator[datetime]):
