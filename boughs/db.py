@@ -14,8 +14,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import MetaData, event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -168,25 +169,42 @@ class Database:
                 await session.close()
             await _run_hooks(session.info["after_commit"])
             return
+        async with self.sessionmaker() as session, self._writing(session):
+            yield session
+
+    @asynccontextmanager
+    async def _writing(self, session: AsyncSession) -> AsyncIterator[None]:
+        """The session as a write unit of work: its turn at the write gate (SQLite), its
+        transaction begun as a writer's, committed or rolled back, then its hooks."""
+        session.info["after_commit"] = []
         gate = self._write_gate
-        async with self.sessionmaker() as session:
-            session.info["after_commit"] = []
-            if gate is not None:
-                await gate.acquire()
+        if gate is not None:
+            await gate.acquire()
+        try:
+            await session.connection(execution_options={"boughs_write": True})
             try:
-                await session.connection(execution_options={"boughs_write": True})
-                try:
-                    yield session
-                    await session.commit()
-                except BaseException:
-                    await session.rollback()
-                    raise
+                yield
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+        finally:
+            if gate is not None:
+                gate.release()
+        if self._checkpointer is not None:
+            self._checkpointer.written()
+        await _run_hooks(session.info["after_commit"])
+
+    @asynccontextmanager
+    async def pinned(self) -> AsyncIterator[Pinned]:
+        """One connection of the write pool held across units of work, so that what one
+        leaves in temporary tables the next finds: work read without the write lock, then
+        written with it. The temporary tables go with the connection's return to the pool."""
+        async with self.engine.connect() as connection:
+            try:
+                yield Pinned(self, connection)
             finally:
-                if gate is not None:
-                    gate.release()
-            if self._checkpointer is not None:
-                self._checkpointer.written()
-            await _run_hooks(session.info["after_commit"])
+                await _drop_temporary_tables(connection)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -195,6 +213,52 @@ class Database:
         checkpointer, self._checkpointer = self._checkpointer, None
         if checkpointer is not None:
             await asyncio.to_thread(checkpointer.detach)
+
+
+class Pinned:
+    """Units of work on one held connection (``Database.pinned``)."""
+
+    def __init__(self, db: Database, connection: AsyncConnection) -> None:
+        self.db = db
+        self.connection = connection
+
+    @asynccontextmanager
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[AsyncSession]:
+        """A write unit of work as ``Database.transaction`` runs one; or, with ``write``
+        False, a read transaction: one snapshot, no write lock, ended when the work is done
+        (what it wrote to temporary tables stays)."""
+        session = AsyncSession(bind=self.connection, expire_on_commit=False)
+        try:
+            if write:
+                async with self.db._writing(session):
+                    yield session
+                return
+            # A reader's BEGIN on SQLite is deferred: its reads share one snapshot.
+            await session.connection(execution_options={"boughs_write": False})
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+        finally:
+            await session.close()
+
+
+async def _drop_temporary_tables(connection: AsyncConnection) -> None:
+    def drop(sync: Connection) -> None:
+        if sync.dialect.name == "sqlite":
+            found = sync.exec_driver_sql("SELECT name FROM sqlite_temp_master WHERE type = 'table'").all()
+            for (name,) in found:
+                sync.exec_driver_sql(f'DROP TABLE temp."{name}"')
+        else:
+            sync.exec_driver_sql("DISCARD TEMP")
+        sync.commit()
+
+    # Outside any transaction on SQLite (no BEGIN): dropping a temporary table takes no
+    # lock on the database file.
+    await connection.execution_options(boughs_write=False, boughs_read=True)
+    await connection.run_sync(drop)
 
 
 async def _run_hooks(hooks: list[AfterCommit]) -> None:

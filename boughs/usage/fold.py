@@ -14,6 +14,10 @@ Readers stay exact meanwhile: usage queries add the events of batches still pend
 them); work that rates rollups (bill runs, finalising, recalculating a draft, deleting an
 account) folds what is pending first.
 
+On SQLite, where a fold's transaction holds the one write lock every ingest waits for, the
+workers' folds first read and group their span's sums in a read transaction (``stage``)
+and then only add them in the write transaction, if they still hold.
+
 The fold is asked for after every ingest that stored something (sent to the workers with
 a short delay, so one fold takes many batches), and by every scheduler tick while batches
 wait (an API process with a broker sends nothing itself; a worker may die mid-fold).
@@ -42,17 +46,27 @@ from boughs.usage.repository import RollupDelta
 FOLD_EVENTS = {"postgresql": 50_000, "sqlite": 25_000}
 
 
-async def fold_once(ctx: Ctx, max_events: int | None = None, *, whole_only: bool = False) -> int:
+async def fold_once(
+    ctx: Ctx, max_events: int | None = None, *, whole_only: bool = False, staged: Span | None = None
+) -> int:
     """Fold the provider's oldest pending batches in this unit of work; how many events.
-    With ``whole_only``, only if a whole fold's worth (``max_events``) is pending."""
-    max_events = max_events or FOLD_EVENTS.get(ctx.session.get_bind().dialect.name, 5_000)
+    With ``whole_only``, only if a whole fold's worth (``max_events``) is pending. With
+    ``staged`` (what ``stage`` read on this connection), that span's sums as staged if they
+    still hold, otherwise whatever is pending now."""
     await fold_repository.lock_folding(ctx.session, ctx.provider_id)
-    span = await fold_repository.pending_span(ctx.session, ctx.provider_id, max_events, whole_only=whole_only)
-    if span is None:
-        return 0
+    if staged is not None and await fold_repository.staged_sums_hold(ctx.session, staged):
+        span = staged
+        await fold_repository.add_staged_sums(ctx.session)
+    else:
+        found = await fold_repository.pending_span(
+            ctx.session, ctx.provider_id, _max_events(ctx, max_events), whole_only=whole_only
+        )
+        if found is None:
+            return 0
+        span = found
+        await fold_repository.fold_sums(ctx.session, ctx.provider_id, span)
     if await fold_repository.invoiced_since(ctx.session, ctx.provider_id, span):
         await fold_repository.flag_late(ctx.session, span)
-    await fold_repository.fold_sums(ctx.session, ctx.provider_id, span)
     history = LinkHistory(ctx.session)
     await _fold_moved(ctx, span, history)
     meters = await repository.all_meters(ctx.session, ctx.provider_id)
@@ -60,6 +74,23 @@ async def fold_once(ctx: Ctx, max_events: int | None = None, *, whole_only: bool
     await _fold_caps(ctx, span, meters, history)
     await fold_repository.mark_folded(ctx.session, span, ctx.now())
     return span.events
+
+
+async def stage(ctx: Ctx, max_events: int | None = None, *, whole_only: bool = False) -> Span | None:
+    """Read the next fold's span (as ``fold_once`` would take it) and group its sums into
+    this connection's temporary tables, in a read transaction: then the write transaction
+    of ``fold_once(staged=...)`` on the same connection only adds them. None when nothing
+    is pending (or, with ``whole_only``, less than a whole fold)."""
+    span = await fold_repository.pending_span(
+        ctx.session, ctx.provider_id, _max_events(ctx, max_events), whole_only=whole_only
+    )
+    if span is not None:
+        await fold_repository.stage_sums(ctx.session, ctx.provider_id, span)
+    return span
+
+
+def _max_events(ctx: Ctx, max_events: int | None) -> int:
+    return max_events or FOLD_EVENTS.get(ctx.session.get_bind().dialect.name, 5_000)
 
 
 async def catch_up(ctx: Ctx) -> int:

@@ -177,42 +177,32 @@ _CURRENT_CHAIN = "(a.chain_since IS NULL OR a.chain_since <= e.occurred_at)"
 # grouped: on SQLite, sorting the long text keys took half the time of the grouping.
 _KIND_CODES = {kind: code for code, kind in enumerate(sorted((ACCOUNT, BELOW, SERVICE)))}
 _KIND_OF_CODE = (
-    "CASE kind " + " ".join(f"WHEN {code} THEN '{kind}'" for kind, code in _KIND_CODES.items()) + " END"
+    "CASE kind_code " + " ".join(f"WHEN {code} THEN '{kind}'" for kind, code in _KIND_CODES.items()) + " END"
 )
+_ROLLUP_COLUMNS = "meter_id, kind, subject_id, hour, provider_id, account_id, total, peak, events"
 
 
-def _fold_statement(hour_key: str, hour: str, members: str, member_id: str, greatest: str) -> Any:
-    """``hour_key``: the UTC hour of ``e.occurred_at``, in a form that sorts as the hours do;
+@dataclass(frozen=True)
+class _Dialect:
+    """How an engine spells the parts of the fold.
+
+    ``hour_key``: the UTC hour of ``e.occurred_at``, in a form that sorts as the hours do;
     ``hour``: that key (``hour_key``) as the rollups store an hour. ``members``: a table of
     the ids on an account's path ``a.path``, one ``member_id`` a row; every one but the
-    account itself gets a below row."""
-    sql = f"""
-    INSERT INTO usage_rollups (meter_id, kind, subject_id, hour, provider_id, account_id, total, peak, events)
-    SELECT meter_id, {_KIND_OF_CODE}, subject_id, {hour}, :provider_id, min(owner), sum(quantity),
-           max(quantity), count(*)
-    FROM (
-        SELECT e.meter_id AS meter_id, {_KIND_CODES[ACCOUNT]} AS kind, e.account_id AS subject_id,
-               {hour_key} AS hour_key, e.account_id AS owner, e.quantity AS quantity
-        FROM usage_events AS e WHERE {_SPAN}
-        UNION ALL
-        SELECT e.meter_id, {_KIND_CODES[SERVICE]}, e.service_id, {hour_key}, e.account_id, e.quantity
-        FROM usage_events AS e WHERE {_SPAN} AND e.service_id IS NOT NULL
-        UNION ALL
-        SELECT e.meter_id, {_KIND_CODES[BELOW]}, {member_id}, {hour_key}, {member_id}, e.quantity
-        FROM usage_events AS e JOIN accounts AS a ON a.id = e.account_id CROSS JOIN {members}
-        WHERE {_SPAN} AND {_CURRENT_CHAIN} AND {member_id} <> e.account_id
-    ) AS d
-    GROUP BY meter_id, kind, subject_id, hour_key
-    ORDER BY meter_id, kind, subject_id, hour_key
-    ON CONFLICT (meter_id, kind, subject_id, hour) DO UPDATE
-    SET total = usage_rollups.total + excluded.total,
-        peak = {greatest}(usage_rollups.peak, excluded.peak),
-        events = usage_rollups.events + excluded.events
+    account itself gets a below row. ``differs``: null-safe inequality.
     """
-    return text(sql).bindparams(bindparam("batch_ids", expanding=True))
+
+    hour_key: str
+    hour: str
+    members: str
+    member_id: str
+    greatest: str
+    differs: str
+    # The staged sums in the order they were grouped (the rollups' key order).
+    staged_order: str
 
 
-_SQLITE_FOLD = _fold_statement(
+_SQLITE = _Dialect(
     # An event's time is stored as 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC; its first 13
     # characters name its hour, turned into the hours since the epoch once per row written.
     hour_key="substr(e.occurred_at, 1, 13)",
@@ -220,32 +210,167 @@ _SQLITE_FOLD = _fold_statement(
     members="json_each('[' || replace(trim(a.path, '/'), '/', ',') || ']') AS m",
     member_id="CAST(m.value AS INTEGER)",
     greatest="max",
+    differs="IS NOT",
+    staged_order="rowid",
 )
-_PG_FOLD = _fold_statement(
+_POSTGRES = _Dialect(
     # The UTC hour by arithmetic on the instant: no time zone rules to consult per row.
     hour_key="date_bin('1 hour', e.occurred_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')",
     hour="hour_key",
     members="LATERAL unnest(string_to_array(trim(both '/' from a.path), '/')) AS m(member)",
     member_id="CAST(m.member AS bigint)",
     greatest="greatest",
+    differs="IS DISTINCT FROM",
+    staged_order="meter_id, kind, subject_id, hour",
 )
+
+
+def _dialect(session: AsyncSession) -> _Dialect:
+    return _POSTGRES if is_postgres(session) else _SQLITE
+
+
+def _grouped_sums(d: _Dialect) -> str:
+    """The span's events summed per rollup row (columns as _ROLLUP_COLUMNS, in key order)."""
+    return f"""
+    SELECT meter_id, {_KIND_OF_CODE} AS kind, subject_id, {d.hour} AS hour, :provider_id AS provider_id,
+           min(owner) AS account_id, sum(quantity) AS total, max(quantity) AS peak, count(*) AS events
+    FROM (
+        SELECT e.meter_id AS meter_id, {_KIND_CODES[ACCOUNT]} AS kind_code, e.account_id AS subject_id,
+               {d.hour_key} AS hour_key, e.account_id AS owner, e.quantity AS quantity
+        FROM usage_events AS e WHERE {_SPAN}
+        UNION ALL
+        SELECT e.meter_id, {_KIND_CODES[SERVICE]}, e.service_id, {d.hour_key}, e.account_id, e.quantity
+        FROM usage_events AS e WHERE {_SPAN} AND e.service_id IS NOT NULL
+        UNION ALL
+        SELECT e.meter_id, {_KIND_CODES[BELOW]}, {d.member_id}, {d.hour_key}, {d.member_id}, e.quantity
+        FROM usage_events AS e JOIN accounts AS a ON a.id = e.account_id CROSS JOIN {d.members}
+        WHERE {_SPAN} AND {_CURRENT_CHAIN} AND {d.member_id} <> e.account_id
+    ) AS d
+    GROUP BY meter_id, kind_code, subject_id, hour_key
+    ORDER BY meter_id, kind_code, subject_id, hour_key
+    """
+
+
+def _add_to_rollups(d: _Dialect) -> str:
+    return f"""
+    ON CONFLICT (meter_id, kind, subject_id, hour) DO UPDATE
+    SET total = usage_rollups.total + excluded.total,
+        peak = {d.greatest}(usage_rollups.peak, excluded.peak),
+        events = usage_rollups.events + excluded.events
+    """
+
+
+def _with_span(sql: str) -> Any:
+    return text(sql).bindparams(bindparam("batch_ids", expanding=True))
+
+
+_FOLD = {
+    d: _with_span(f"INSERT INTO usage_rollups ({_ROLLUP_COLUMNS}) {_grouped_sums(d)} {_add_to_rollups(d)}")
+    for d in (_SQLITE, _POSTGRES)
+}
 
 
 async def fold_sums(session: AsyncSession, provider_id: int, span: Span) -> None:
     """Add the span's events to their service's and account's hourly rows, and to the
     below rows of their account's ancestors where that chain has held since the usage."""
-    if is_postgres(session):
+    d = _dialect(session)
+    params = {**span.params(), "provider_id": provider_id}
+    if d is _POSTGRES:
         # Grouping a fold's rows in memory rather than in temporary files on disk, by
         # sorting: the rows go to the rollups in key order anyway, and one sort costs less
         # than hashing the groups first and then sorting them (a tenth of the fold).
         await session.execute(
             text("SELECT set_config('work_mem', '64MB', true), set_config('enable_hashagg', 'off', true)")
         )
-        await session.execute(_PG_FOLD, {**span.params(), "provider_id": provider_id})
+        await session.execute(_FOLD[d], params)
         # What else the transaction runs (a bill run after its fold) plans as it would.
         await session.execute(text("SET LOCAL enable_hashagg TO DEFAULT"))
     else:
-        await session.execute(_SQLITE_FOLD, {**span.params(), "provider_id": provider_id})
+        await session.execute(_FOLD[d], params)
+
+
+# --- staging: the sums read before the write lock is taken -----------------------------------
+#
+# On SQLite a fold's transaction holds the one write lock, which every ingest waits for, and
+# reading, joining and grouping the span's events took most of it. Staged, they are grouped
+# into a temporary table in a read transaction (no write lock; ingest goes on), and the write
+# transaction only adds those rows, once it has checked that nothing they depend on changed:
+# the span's batches still pending, and the chains of its events' accounts as they were read.
+
+_STAGED_SUMS = "fold_staged_sums"
+_STAGED_CHAINS = "fold_staged_chains"
+
+
+def _staging(d: _Dialect) -> tuple[list[Any], list[Any]]:
+    """Statements that make the temporary tables anew, and those that fill them from a span."""
+    instant = "TEXT" if d is _SQLITE else "TIMESTAMPTZ"
+    hour = "INTEGER" if d is _SQLITE else "TIMESTAMPTZ"
+    made = [
+        text(f"DROP TABLE IF EXISTS {_STAGED_SUMS}"),
+        text(f"DROP TABLE IF EXISTS {_STAGED_CHAINS}"),
+        text(
+            f"CREATE TEMPORARY TABLE {_STAGED_SUMS} (meter_id BIGINT, kind TEXT, subject_id BIGINT, "
+            f"hour {hour}, provider_id BIGINT, account_id BIGINT, total BIGINT, peak BIGINT, events BIGINT)"
+        ),
+        text(
+            f"CREATE TEMPORARY TABLE {_STAGED_CHAINS} "
+            f"(id BIGINT PRIMARY KEY, path TEXT, chain_since {instant})"
+        ),
+    ]
+    filled = [
+        _with_span(f"INSERT INTO {_STAGED_SUMS} ({_ROLLUP_COLUMNS}) {_grouped_sums(d)}"),
+        _with_span(
+            f"INSERT INTO {_STAGED_CHAINS} (id, path, chain_since) "
+            "SELECT DISTINCT a.id, a.path, a.chain_since "
+            f"FROM usage_events AS e JOIN accounts AS a ON a.id = e.account_id WHERE {_SPAN}"
+        ),
+    ]
+    return made, filled
+
+
+_STAGING = {d: _staging(d) for d in (_SQLITE, _POSTGRES)}
+
+
+async def stage_sums(session: AsyncSession, provider_id: int, span: Span) -> None:
+    """Group the span's sums into this connection's temporary tables, with the chains of
+    its events' accounts as they were read (a read transaction will do)."""
+    made, filled = _STAGING[_dialect(session)]
+    for statement in made:
+        await session.execute(statement)
+    params = {**span.params(), "provider_id": provider_id}
+    for statement in filled:
+        await session.execute(statement, params)
+
+
+async def staged_sums_hold(session: AsyncSession, span: Span) -> bool:
+    """Whether the sums staged for ``span`` are still what folding it would add: no other
+    fold took any of its batches, and no account of its events moved or went."""
+    d = _dialect(session)
+    pending = await session.execute(
+        text("SELECT count(*) FROM usage_batches WHERE id IN :batch_ids AND folded_at IS NULL").bindparams(
+            bindparam("batch_ids", expanding=True)
+        ),
+        {"batch_ids": list(span.batch_ids)},
+    )
+    if pending.scalar_one() != len(span.batch_ids):
+        return False
+    changed = await session.execute(
+        text(
+            f"SELECT 1 FROM {_STAGED_CHAINS} AS s LEFT JOIN accounts AS a ON a.id = s.id "
+            f"WHERE a.id IS NULL OR a.path <> s.path OR a.chain_since {d.differs} s.chain_since LIMIT 1"
+        )
+    )
+    return changed.first() is None
+
+
+async def add_staged_sums(session: AsyncSession) -> None:
+    d = _dialect(session)
+    await session.execute(
+        text(
+            f"INSERT INTO usage_rollups ({_ROLLUP_COLUMNS}) SELECT {_ROLLUP_COLUMNS} FROM {_STAGED_SUMS} "
+            f"WHERE true ORDER BY {d.staged_order} {_add_to_rollups(d)}"
+        )
+    )
 
 
 _FLAG_LATE = text(

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from boughs.auth.actor import Actor
 from boughs.context import Ctx
 from boughs.db import Database
@@ -37,13 +39,27 @@ async def fold_pending(
     worth is pending. Under steady ingestion a fold that went on taking them at once would
     fold a few batches at a time, and a small fold writes nearly as many pages as a large.
     """
+    actor = Actor.system(provider_id, FOLD_PENDING)
+    box = secrets or default_box()
+
+    def ctx_of(session: AsyncSession) -> Ctx:
+        return Ctx(session=session, clock=clock, actor=actor, secrets=box)
+
     folded = 0
     while True:
-        async with db.transaction() as session:
-            actor = Actor.system(provider_id, FOLD_PENDING)
-            ctx = Ctx(session=session, clock=clock, actor=actor, secrets=secrets or default_box())
-            whole_only = folded > 0 and next_fold_coming is not None and next_fold_coming()
-            events = await fold.fold_once(ctx, whole_only=whole_only)
+        whole_only = folded > 0 and next_fold_coming is not None and next_fold_coming()
+        if db.is_sqlite:
+            # Its one writer at a time: the sums are read and grouped before the write lock.
+            async with db.pinned() as pinned:
+                async with pinned.transaction(write=False) as session:
+                    staged = await fold.stage(ctx_of(session), whole_only=whole_only)
+                if staged is None:
+                    return folded
+                async with pinned.transaction() as session:
+                    events = await fold.fold_once(ctx_of(session), whole_only=whole_only, staged=staged)
+        else:
+            async with db.transaction() as session:
+                events = await fold.fold_once(ctx_of(session), whole_only=whole_only)
         if not events:
             return folded
         folded += events

@@ -4,6 +4,7 @@ answers count what is still pending so they are exact either way."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from boughs.accounts import service as accounts
 from boughs.accounts.models import Account
 from boughs.billing import repository as billing_repository
 from boughs.config import Settings
-from boughs.db import Database
+from boughs.context import Ctx
+from boughs.db import Database, Pinned
 from boughs.jobs.runtime import JobRuntime
 from boughs.kit.clock import FrozenClock
 from boughs.usage import fold, fold_repository, repository
@@ -26,7 +28,7 @@ from boughs.usage import service as usage
 from boughs.usage.models import UsageBatch, UsageEvent, UsageRollup, UsageUniqueValue
 from boughs.usage.repository import NewEvent
 from boughs.usage.schemas import Granularity, UsageScope
-from tests.conftest import START
+from tests.conftest import START, Tenant
 from tests.usage.support import (
     event,
     new_account,
@@ -191,6 +193,119 @@ async def test_usage_dated_before_a_move_and_folded_after_it_pools_where_it_happ
     assert totals[("subtree", world.mid)] == (110, 100, 2)
     assert totals[("subtree", world.side)] == (1, 1, 1)
     assert totals[("subtree", world.leaf)] == (111, 100, 3)
+
+
+async def _stage(db: Database, pinned: Pinned, tenant: Tenant, clock: FrozenClock) -> fold_repository.Span:
+    async with pinned.transaction(write=False) as session:
+        span = await fold.stage(Ctx(session=session, clock=clock, actor=tenant.actor()))
+    assert span is not None
+    return span
+
+
+async def _fold_staged(pinned: Pinned, tenant: Tenant, clock: FrozenClock, span: fold_repository.Span) -> int:
+    async with pinned.transaction() as session:
+        return await fold.fold_once(Ctx(session=session, clock=clock, actor=tenant.actor()), staged=span)
+
+
+_SQLITE_TEMPORARY = "SELECT name FROM sqlite_temp_master WHERE type = 'table'"
+_POSTGRES_TEMPORARY = (
+    "SELECT tablename FROM pg_tables WHERE schemaname = pg_my_temp_schema()::regnamespace::text"
+)
+
+
+async def _temporary_tables(driver: Any) -> list[str]:
+    """The temporary tables of a driver's connection (sqlite3 or psycopg)."""
+    if isinstance(driver, sqlite3.Connection):
+        return sorted(name for (name,) in driver.execute(_SQLITE_TEMPORARY))
+    cursor = await driver.execute(_POSTGRES_TEMPORARY)
+    return sorted(name for (name,) in await cursor.fetchall())
+
+
+async def test_a_staged_fold_adds_what_a_fold_in_one_transaction_adds(
+    ctx_factory: Any, world: World, db: Database, tenant: Tenant, clock: FrozenClock
+) -> None:
+    """The sums read and grouped before the write lock, then added: the same rollups, and
+    the connection goes back to the pool without the tables it staged them in."""
+    async with ctx_factory() as ctx:
+        await send(
+            ctx,
+            [
+                event("a", "10", EARLIER, login="leaf-login"),
+                event("b", "5", EARLIER + timedelta(minutes=5), account_id=world.leaf),
+                event("c", "7", EARLIER, account_id=world.side),
+                event("d", "1", EARLIER, "devices", account_id=world.leaf, properties={"device": "x"}),
+            ],
+        )
+    async with db.pinned() as pinned:
+        span = await _stage(db, pinned, tenant, clock)
+        assert span.events == 4
+        held = (await pinned.connection.get_raw_connection()).driver_connection
+        assert await _temporary_tables(held) == ["fold_staged_chains", "fold_staged_sums"]
+        # Staging wrote nothing: the batch still waits.
+        assert await pending_batches(ctx_factory) == 1
+        assert await _fold_staged(pinned, tenant, clock, span) == 4
+    assert await pending_batches(ctx_factory) == 0
+    async with ctx_factory() as ctx:
+        totals = await rollup_totals(ctx, world.data)
+        devices = await rollup_totals(ctx, world.devices)
+    assert totals[("subtree", world.top)] == (22, 10, 3)
+    assert totals[("subtree", world.mid)] == (15, 10, 2)
+    assert totals[("account", world.leaf)] == (15, 10, 2)
+    assert totals[("service", world.service)] == (10, 10, 1)
+    assert totals[("subtree", world.side)] == (7, 7, 1)
+    assert devices[("subtree", world.top)] == (1, 1, 1)
+    assert await _temporary_tables(held) == []  # back in the pool as it came
+
+
+async def test_staging_a_fold_takes_no_write_lock(
+    ctx_factory: Any, world: World, db: Database, tenant: Tenant, clock: FrozenClock
+) -> None:
+    async with ctx_factory() as ctx:
+        await send(ctx, [event("a", "10", EARLIER, account_id=world.leaf)])
+
+    async def ingest_meanwhile() -> None:
+        async with ctx_factory() as ctx:
+            await send(ctx, [event("b", "1", EARLIER, account_id=world.leaf)])
+
+    async with db.pinned() as pinned, pinned.transaction(write=False) as session:
+        assert await fold.stage(Ctx(session=session, clock=clock, actor=tenant.actor())) is not None
+        # Another writer commits while the staging's read transaction is still open.
+        await asyncio.wait_for(ingest_meanwhile(), timeout=10)
+    assert await pending_batches(ctx_factory) == 2
+
+
+async def test_a_staged_fold_another_fold_took_meanwhile_adds_nothing(
+    ctx_factory: Any, world: World, db: Database, tenant: Tenant, clock: FrozenClock
+) -> None:
+    async with ctx_factory() as ctx:
+        await send(ctx, [event("a", "10", EARLIER, account_id=world.leaf)])
+    async with db.pinned() as pinned:
+        span = await _stage(db, pinned, tenant, clock)
+        async with ctx_factory() as ctx:
+            assert await fold.catch_up(ctx) == 1
+        assert await _fold_staged(pinned, tenant, clock, span) == 0
+    async with ctx_factory() as ctx:
+        assert (await rollup_totals(ctx, world.data))[("subtree", world.top)] == (10, 10, 1)
+
+
+async def test_a_staged_fold_whose_account_moved_meanwhile_follows_the_move(
+    ctx_factory: Any, world: World, db: Database, tenant: Tenant, clock: FrozenClock
+) -> None:
+    """Staged along the leaf's chain under mid; the leaf moves under side before the write,
+    and the usage (dated a minute after the move) is the new chain's: the fold reads the
+    span again rather than add what it staged."""
+    async with ctx_factory() as ctx:
+        await send(ctx, [event("soon", "10", START + timedelta(minutes=1), account_id=world.leaf)])
+    async with db.pinned() as pinned:
+        span = await _stage(db, pinned, tenant, clock)
+        async with ctx_factory() as ctx:
+            await accounts.move(ctx, world.leaf, world.side)
+        assert await _fold_staged(pinned, tenant, clock, span) == 1
+    async with ctx_factory() as ctx:
+        totals = await rollup_totals(ctx, world.data)
+    assert totals[("subtree", world.side)] == (10, 10, 1)
+    assert ("subtree", world.mid) not in totals
+    assert totals[("subtree", world.top)] == (10, 10, 1)
 
 
 async def test_deleting_an_account_keeps_its_pending_usage_in_its_ancestors(
