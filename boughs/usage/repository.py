@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
-    Row,
     Select,
     String,
     and_,
@@ -24,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from boughs.accounts.models import Account, AccountLink
 from boughs.authz.scope import Scope
@@ -84,17 +84,11 @@ _PG_ADD_TO_ROLLUPS = text(
 SQLITE_ROWS_PER_STATEMENT = 400
 
 
-class _SqliteTimes:
-    """UTC instants as the UTCDateTime column stores them on SQLite, each formatted once."""
-
-    def __init__(self) -> None:
-        self.seen: dict[datetime, str] = {}
-
-    def __call__(self, moment: datetime) -> str:
-        text = self.seen.get(moment)
-        if text is None:
-            text = self.seen[moment] = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-        return text
+def _sqlite_instant(moment: datetime) -> str:
+    """An instant as the UTCDateTime columns store it on SQLite: 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC."""
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(" ", "microseconds")[:-6]  # without its offset, '+00:00'
 
 
 _SQLITE_ADD_TO_ROLLUPS = """
@@ -169,57 +163,64 @@ _ACCOUNT_COLUMNS = (Account.id, Account.path, Account.usage_billed_until)
 
 async def _subjects(
     session: AsyncSession, statement: Select[Any], column: Any, values: Sequence[Any]
-) -> list[Row[Any]]:
-    found: list[Row[Any]] = []
-    for condition in one_of(session, column, values):
-        found += (await session.execute(statement.where(condition))).all()
-    return found
+) -> list[Any]:
+    # Plain rows from the session's connection: a batch reads a thousand, and the ORM's
+    # loading of each (columns, not entities) cost more than the lookup.
+    statements = [statement.where(condition) for condition in one_of(session, column, values)]
+
+    def read(sync_session: Session) -> list[Any]:
+        connection = sync_session.connection()
+        return [row for each in statements for row in connection.execute(each)]
+
+    return await session.run_sync(read) if statements else []
 
 
-def _accounts(scope: Scope, *columns: Any, by_key: bool = False) -> Select[Any]:
+def _accounts(scope: Scope, key: Any, *, by_key: bool = False) -> Select[Any]:
+    """(key, account id, path, usage billed until) of the scope's accounts."""
     # by_key: the accounts are looked up by id, and the provider is only checked. SQLite's
     # statistics come from a sample (ANALYZE's analysis_limit) that takes a provider's
     # accounts for a thousand, so it would scan the provider's accounts in an index rather
     # than look up a batch's keys (on a large tree, longer than the rest of the batch):
     # an expression no index serves leaves it the keys.
     provider = Account.provider_id + 0 if by_key else Account.provider_id
-    return select(*columns, *_ACCOUNT_COLUMNS).where(
+    return select(key, *_ACCOUNT_COLUMNS).where(
         provider == scope.provider_id, scope.path_condition(Account.path)
     )
 
 
-def _services(scope: Scope, *columns: Any) -> Select[Any]:
+def _services(scope: Scope, key: Any) -> Select[Any]:
+    """(key, service id, account id, path, usage billed until) of the scope's services."""
     return (
-        select(*columns, Service.id.label("service_id"), *_ACCOUNT_COLUMNS)
+        select(key, Service.id, *_ACCOUNT_COLUMNS)
         .join(Account, Account.id == Service.account_id)
         .where(Service.provider_id == scope.provider_id, scope.path_condition(Account.path))
     )
 
 
 async def accounts_by_id(session: AsyncSession, scope: Scope, ids: Sequence[int]) -> dict[int, Subject]:
-    rows = await _subjects(
-        session, _accounts(scope, by_key=True), Account.id, [i for i in ids if storable_id(i)]
-    )
-    return {r.id: Subject(r.id, r.path, r.usage_billed_until) for r in rows}
+    wanted = [i for i in ids if storable_id(i)]
+    rows = await _subjects(session, _accounts(scope, Account.id, by_key=True), Account.id, wanted)
+    return {key: Subject(account, path, billed) for key, account, path, billed in rows}
 
 
 async def accounts_by_external_id(
     session: AsyncSession, scope: Scope, external_ids: Sequence[str]
 ) -> dict[str, Subject]:
     rows = await _subjects(session, _accounts(scope, Account.external_id), Account.external_id, external_ids)
-    return {r.external_id: Subject(r.id, r.path, r.usage_billed_until) for r in rows}
+    return {key: Subject(account, path, billed) for key, account, path, billed in rows}
 
 
 async def services_by_id(session: AsyncSession, scope: Scope, ids: Sequence[int]) -> dict[int, Subject]:
-    rows = await _subjects(session, _services(scope), Service.id, [i for i in ids if storable_id(i)])
-    return {r.service_id: Subject(r.id, r.path, r.usage_billed_until, r.service_id) for r in rows}
+    wanted = [i for i in ids if storable_id(i)]
+    rows = await _subjects(session, _services(scope, Service.id), Service.id, wanted)
+    return {key: Subject(account, path, billed, service) for key, service, account, path, billed in rows}
 
 
 async def services_by_login(session: AsyncSession, scope: Scope, logins: Sequence[str]) -> dict[str, Subject]:
     """Logins are unique among live services; an archived service's login is free again."""
     live = _services(scope, Service.login).where(is_live())
     rows = await _subjects(session, live, Service.login, logins)
-    return {r.login: Subject(r.id, r.path, r.usage_billed_until, r.service_id) for r in rows}
+    return {key: Subject(account, path, billed, service) for key, service, account, path, billed in rows}
 
 
 async def parent_at(session: AsyncSession, account_id: int, at: datetime) -> tuple[bool, int | None]:
@@ -291,7 +292,8 @@ async def insert_new_events(
         )  # fmt: skip
         params = {"events": document, "provider_id": provider_id, "batch_id": batch_id}
         return {key: event_id for key, event_id in await session.execute(_PG_INSERT_EVENTS, params)}
-    text_of = _SqliteTimes()
+    # A batch is received at one moment: formatted once, not per event.
+    received = {moment: _sqlite_instant(moment) for moment in {e.received_at for e in events}}
     stored: dict[str, int] = {}
     row = "(" + ", ".join(["?"] * (len(NewEvent._fields) + 2)) + ")"
     for part in chunks(events, SQLITE_ROWS_PER_STATEMENT):
@@ -299,7 +301,7 @@ async def insert_new_events(
         for e in part:
             flat += (
                 provider_id, e.event_key, e.meter_id, e.account_id, e.service_id, e.quantity,
-                text_of(e.occurred_at), text_of(e.received_at), e.fingerprint, int(e.late),
+                _sqlite_instant(e.occurred_at), received[e.received_at], e.fingerprint, int(e.late),
                 None if e.properties is None else json.dumps(e.properties), batch_id,
             )  # fmt: skip
         rows = await driver_sql(

@@ -6,7 +6,7 @@ import json
 import shutil
 import sqlite3
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +256,39 @@ async def test_subjects_name_the_account_and_service_the_usage_belongs_to(
         totals = await rollup_totals(ctx, world.data)
         assert totals[("service", successor)] == (5, 5, 1)
         assert totals[("service", world.service)] == (1101, 1000, 3)
+
+
+async def test_stored_instants_are_those_the_columns_hold_however_the_timestamp_was_written(
+    ctx_factory: Any, world: World
+) -> None:
+    """Ingest writes events below the ORM; a time it stores must equal the same instant
+    compared through the column (on SQLite: the very text the column type writes)."""
+    whole = EARLIER.replace(second=0)
+    fraction = EARLIER.replace(second=7, microsecond=120_500)
+    offset = fraction.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    async with ctx_factory() as ctx:
+        results = await send(
+            ctx,
+            [
+                event("whole", "1", whole, account_id=world.child),
+                event("fraction", "1", offset.isoformat(), account_id=world.child),
+            ],
+        )
+        assert statuses(results) == ["accepted"] * 2
+    async with ctx_factory() as ctx:
+        found = {
+            key: await ctx.session.scalar(
+                select(UsageEvent.event_key).where(
+                    UsageEvent.event_key == key, UsageEvent.occurred_at == at, UsageEvent.received_at == START
+                )
+            )
+            for key, at in (("whole", whole), ("fraction", fraction))
+        }
+        assert found == {"whole": "whole", "fraction": "fraction"}
+        stored = await ctx.session.scalar(
+            select(UsageEvent.occurred_at).where(UsageEvent.event_key == "fraction")
+        )
+        assert stored == fraction and stored.tzinfo is not None
 
 
 async def test_an_account_user_reports_only_within_its_subtree_and_role(
@@ -508,7 +541,7 @@ def test_accounts_named_by_id_are_looked_up_by_key_whatever_sqlite_sampled(
         # A batch names a few hundred accounts.
         wanted = list(range(7, 20_000, 50))
         everything = Scope(provider_id=1, whole_provider=True, staff_role="owner")
-        statement = _accounts(everything, by_key=True).where(Account.id.in_(wanted))
+        statement = _accounts(everything, Account.id, by_key=True).where(Account.id.in_(wanted))
         sql = str(statement.compile(dialect=InlineSQLiteDialect(), compile_kwargs={"literal_binds": True}))
         plan = " ".join(str(step[3]) for step in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
         found = [row[0] for row in conn.execute(sql)]
