@@ -352,8 +352,9 @@ async def raw_effective(raw: Raw, provider_id: int, account_id: int) -> dict[str
 async def raw_move(raw: Raw, provider_id: int, account_id: int, parent_id: int) -> int:
     """What a move does: read both accounts, the provider and (for the billing-currency
     rule) both chains; lock the trees; rewrite the subtree's paths; close and open the
-    parent link; record the audit event; then look for expired accounts the move may
-    revive and make the subtree's services follow its accounts' blocks."""
+    parent link; record the audit event; then read the subtree's non-active accounts and
+    blocking ancestors (expired ones the move may revive among them) and make the
+    subtree's services follow its accounts' blocks."""
     now = datetime.now(UTC)
     stamp = now.replace(tzinfo=None).isoformat(sep=" ") if raw.engine == "sqlite" else now
     async with raw.transaction():
@@ -424,11 +425,6 @@ async def raw_move(raw: Raw, provider_id: int, account_id: int, parent_id: int) 
             json.dumps({"parent_id": parent_id}), stamp,
         )  # fmt: skip
         low, high = new_path, upper_bound(new_path)
-        await raw.all(
-            "SELECT id FROM accounts WHERE provider_id = ? AND path >= ? AND path < ? AND status = 'expired' "
-            "LIMIT 1",
-            provider_id, low, high,
-        )  # fmt: skip
         ancestors = [int(i) for i in new_path.strip("/").split("/")][:-1]
         blocked = await raw.all(
             "SELECT id, path, status FROM accounts WHERE provider_id = ? AND path >= ? AND path < ? "

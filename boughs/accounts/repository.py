@@ -80,16 +80,6 @@ def mark_rebased(account: Account, path: str, depth: int, root_id: int, now: dat
         set_committed_value(account, "chain_since", now)
 
 
-async def has_status_in_subtree(session: AsyncSession, account: Account, status: str) -> bool:
-    """Answered from the covering subtree index alone."""
-    result = await session.execute(
-        select(Account.id)
-        .where(Account.provider_id == account.provider_id, in_subtree(account.path), Account.status == status)
-        .limit(1)
-    )
-    return result.first() is not None
-
-
 async def lock(session: AsyncSession, provider_id: int, ids: Sequence[int]) -> None:
     """Row locks in id order (so two movers cannot deadlock). SQLite writers already hold
     the database's single write lock from BEGIN IMMEDIATE."""

@@ -524,11 +524,15 @@ async def move(ctx: Ctx, account_id: int, parent_id: int | None) -> Account:
         account_id=account.id, before=before,
         after={"parent_id": parent_id, "path": account.path, "accounts_moved": moved},
     )  # fmt: skip
-    # The subtree now inherits another expiry and timezone: what the sweep expired may be live again.
-    if await repository.has_status_in_subtree(ctx.session, account, AccountStatus.expired.value):
+    # Under other ancestors, the subtree may be blocked or unblocked; and as it now inherits
+    # another expiry and timezone, what the sweep expired may be live again (then its
+    # statuses change, and what blocks it is read again).
+    blocked = await lifecycle.blocked_around(ctx, account.path)
+    if any(status == AccountStatus.expired.value for _, _, status in blocked):
         await _restore_unexpired(ctx, account)
-    # Under other ancestors, the subtree may be blocked or unblocked.
-    await lifecycle.reconcile_subtree(ctx, account.path)
+        await lifecycle.reconcile_subtree(ctx, account.path)
+    else:
+        await lifecycle.reconcile_subtree(ctx, account.path, blocked)
     return account
 
 

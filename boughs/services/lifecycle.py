@@ -237,17 +237,22 @@ def _follow_block(rows: Iterable[tuple[Service, str]], blockers: Blockers) -> li
     return transitions
 
 
-async def reconcile_subtree(ctx: Ctx, path: str) -> None:
+async def blocked_around(ctx: Ctx, path: str) -> list[tuple[int, str, str]]:
+    """(id, path, status) of the subtree's non-active accounts and its blocking ancestors."""
+    return await repository.non_active_accounts_in_subtree_or_blocking_ancestors(
+        ctx.session, ctx.provider_id, path, ids_of(path)[:-1], SUBTREE_BLOCKING
+    )
+
+
+async def reconcile_subtree(ctx: Ctx, path: str, blocked: list[tuple[int, str, str]] | None = None) -> None:
     """Make every service in the subtree at ``path`` follow its account's block.
 
-    One query finds the blocked accounts (the subtree's non-active ones and its blocking
-    ancestors), one the services that may have to change: those stopped by an earlier
-    block, and the active ones on blocked accounts.
+    One query finds the blocked accounts (``blocked_around``, unless the caller read them
+    already as ``blocked``), one the services that may have to change: those stopped by an
+    earlier block, and the active ones on blocked accounts.
     """
     ancestor_ids = ids_of(path)[:-1]
-    rows = await repository.non_active_accounts_in_subtree_or_blocking_ancestors(
-        ctx.session, ctx.provider_id, path, ancestor_ids, SUBTREE_BLOCKING
-    )
+    rows = blocked if blocked is not None else await blocked_around(ctx, path)
     held = await billing_holds.held_in_subtree(ctx.session, ctx.provider_id, path)
     blockers = Blockers({r[0]: r[2] for r in rows}, frozenset(i for i, _ in held))
     # A held account blocks only itself, as an account's own expiry does.
