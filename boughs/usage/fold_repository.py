@@ -275,18 +275,18 @@ async def fold_sums(session: AsyncSession, provider_id: int, span: Span) -> None
     below rows of their account's ancestors where that chain has held since the usage."""
     d = _dialect(session)
     params = {**span.params(), "provider_id": provider_id}
-    if d is _POSTGRES:
-        # Grouping a fold's rows in memory rather than in temporary files on disk, by
-        # sorting: the rows go to the rollups in key order anyway, and one sort costs less
-        # than hashing the groups first and then sorting them (a tenth of the fold).
-        await session.execute(
-            text("SELECT set_config('work_mem', '64MB', true), set_config('enable_hashagg', 'off', true)")
-        )
+    if d is _SQLITE:
         await session.execute(_FOLD[d], params)
-        # What else the transaction runs (a bill run after its fold) plans as it would.
-        await session.execute(text("SET LOCAL enable_hashagg TO DEFAULT"))
-    else:
-        await session.execute(_FOLD[d], params)
+        return
+    # Grouping a fold's rows in memory rather than in temporary files on disk, by sorting:
+    # the rows go to the rollups in key order anyway, and one sort costs less than hashing
+    # the groups first and then sorting them (a tenth of the fold).
+    await session.execute(
+        text("SELECT set_config('work_mem', '64MB', true), set_config('enable_hashagg', 'off', true)")
+    )
+    await session.execute(_FOLD[d], params)
+    # What else the transaction runs (a bill run after its fold) plans as it would.
+    await session.execute(text("SET LOCAL enable_hashagg TO DEFAULT"))
 
 
 # --- staging: the sums read before the write lock is taken -----------------------------------
@@ -302,12 +302,11 @@ _STAGED_CHAINS = "fold_staged_chains"
 
 
 def _staging(d: _Dialect) -> tuple[list[Any], list[Any]]:
-    """Statements that make the temporary tables anew, and those that fill them from a span."""
+    """Statements that make the temporary tables (gone again when the held connection is
+    returned: ``Database.pinned``), and those that fill them from a span."""
     instant = "TEXT" if d is _SQLITE else "TIMESTAMPTZ"
     hour = "INTEGER" if d is _SQLITE else "TIMESTAMPTZ"
     made = [
-        text(f"DROP TABLE IF EXISTS {_STAGED_SUMS}"),
-        text(f"DROP TABLE IF EXISTS {_STAGED_CHAINS}"),
         text(
             f"CREATE TEMPORARY TABLE {_STAGED_SUMS} (meter_id BIGINT, kind TEXT, subject_id BIGINT, "
             f"hour {hour}, provider_id BIGINT, account_id BIGINT, total BIGINT, peak BIGINT, events BIGINT)"
@@ -329,6 +328,24 @@ def _staging(d: _Dialect) -> tuple[list[Any], list[Any]]:
 
 
 _STAGING = {d: _staging(d) for d in (_SQLITE, _POSTGRES)}
+_STILL_PENDING = text(
+    "SELECT count(*) FROM usage_batches WHERE id IN :batch_ids AND folded_at IS NULL"
+).bindparams(bindparam("batch_ids", expanding=True))
+# A staged chain whose account moved or went.
+_CHAIN_CHANGED = {
+    d: text(
+        f"SELECT 1 FROM {_STAGED_CHAINS} AS s LEFT JOIN accounts AS a ON a.id = s.id "
+        f"WHERE a.id IS NULL OR a.path <> s.path OR a.chain_since {d.differs} s.chain_since LIMIT 1"
+    )
+    for d in (_SQLITE, _POSTGRES)
+}
+_ADD_STAGED = {
+    d: text(
+        f"INSERT INTO usage_rollups ({_ROLLUP_COLUMNS}) SELECT {_ROLLUP_COLUMNS} FROM {_STAGED_SUMS} "
+        f"WHERE true ORDER BY {d.staged_order} {_add_to_rollups(d)}"
+    )
+    for d in (_SQLITE, _POSTGRES)
+}
 
 
 async def stage_sums(session: AsyncSession, provider_id: int, span: Span) -> None:
@@ -345,32 +362,15 @@ async def stage_sums(session: AsyncSession, provider_id: int, span: Span) -> Non
 async def staged_sums_hold(session: AsyncSession, span: Span) -> bool:
     """Whether the sums staged for ``span`` are still what folding it would add: no other
     fold took any of its batches, and no account of its events moved or went."""
-    d = _dialect(session)
-    pending = await session.execute(
-        text("SELECT count(*) FROM usage_batches WHERE id IN :batch_ids AND folded_at IS NULL").bindparams(
-            bindparam("batch_ids", expanding=True)
-        ),
-        {"batch_ids": list(span.batch_ids)},
-    )
+    pending = await session.execute(_STILL_PENDING, {"batch_ids": list(span.batch_ids)})
     if pending.scalar_one() != len(span.batch_ids):
         return False
-    changed = await session.execute(
-        text(
-            f"SELECT 1 FROM {_STAGED_CHAINS} AS s LEFT JOIN accounts AS a ON a.id = s.id "
-            f"WHERE a.id IS NULL OR a.path <> s.path OR a.chain_since {d.differs} s.chain_since LIMIT 1"
-        )
-    )
+    changed = await session.execute(_CHAIN_CHANGED[_dialect(session)])
     return changed.first() is None
 
 
 async def add_staged_sums(session: AsyncSession) -> None:
-    d = _dialect(session)
-    await session.execute(
-        text(
-            f"INSERT INTO usage_rollups ({_ROLLUP_COLUMNS}) SELECT {_ROLLUP_COLUMNS} FROM {_STAGED_SUMS} "
-            f"WHERE true ORDER BY {d.staged_order} {_add_to_rollups(d)}"
-        )
-    )
+    await session.execute(_ADD_STAGED[_dialect(session)])
 
 
 _FLAG_LATE = text(

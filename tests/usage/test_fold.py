@@ -195,7 +195,7 @@ async def test_usage_dated_before_a_move_and_folded_after_it_pools_where_it_happ
     assert totals[("subtree", world.leaf)] == (111, 100, 3)
 
 
-async def _stage(db: Database, pinned: Pinned, tenant: Tenant, clock: FrozenClock) -> fold_repository.Span:
+async def _stage(pinned: Pinned, tenant: Tenant, clock: FrozenClock) -> fold_repository.Span:
     async with pinned.transaction(write=False) as session:
         span = await fold.stage(Ctx(session=session, clock=clock, actor=tenant.actor()))
     assert span is not None
@@ -237,7 +237,7 @@ async def test_a_staged_fold_adds_what_a_fold_in_one_transaction_adds(
             ],
         )
     async with db.pinned() as pinned:
-        span = await _stage(db, pinned, tenant, clock)
+        span = await _stage(pinned, tenant, clock)
         assert span.events == 4
         held = (await pinned.connection.get_raw_connection()).driver_connection
         assert await _temporary_tables(held) == ["fold_staged_chains", "fold_staged_sums"]
@@ -280,7 +280,7 @@ async def test_a_staged_fold_another_fold_took_meanwhile_adds_nothing(
     async with ctx_factory() as ctx:
         await send(ctx, [event("a", "10", EARLIER, account_id=world.leaf)])
     async with db.pinned() as pinned:
-        span = await _stage(db, pinned, tenant, clock)
+        span = await _stage(pinned, tenant, clock)
         async with ctx_factory() as ctx:
             assert await fold.catch_up(ctx) == 1
         assert await _fold_staged(pinned, tenant, clock, span) == 0
@@ -297,7 +297,7 @@ async def test_a_staged_fold_whose_account_moved_meanwhile_follows_the_move(
     async with ctx_factory() as ctx:
         await send(ctx, [event("soon", "10", START + timedelta(minutes=1), account_id=world.leaf)])
     async with db.pinned() as pinned:
-        span = await _stage(db, pinned, tenant, clock)
+        span = await _stage(pinned, tenant, clock)
         async with ctx_factory() as ctx:
             await accounts.move(ctx, world.leaf, world.side)
         assert await _fold_staged(pinned, tenant, clock, span) == 1
