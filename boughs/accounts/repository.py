@@ -8,7 +8,9 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     Select,
+    String,
     and_,
     bindparam,
     case,
@@ -39,6 +41,16 @@ def in_subtree(path: str) -> ColumnElement[bool]:
     return and_(Account.path >= path, Account.path < upper_bound(path))
 
 
+# Statements on the hot paths are built once and run with parameters: building one (its
+# clauses, then its cache key) costs more than SQLite takes to run it.
+IN_BOUND_SUBTREE = and_(Account.path >= bindparam("subtree_from"), Account.path < bindparam("subtree_below"))
+
+
+def subtree_bounds(path: str) -> dict[str, str]:
+    """The parameters of ``IN_BOUND_SUBTREE`` for the subtree at ``path``."""
+    return {"subtree_from": path, "subtree_below": upper_bound(path)}
+
+
 def _visible(scope: Scope) -> ColumnElement[bool]:
     return and_(Account.provider_id == scope.provider_id, scope.path_condition(Account.path))
 
@@ -50,11 +62,19 @@ async def get(session: AsyncSession, scope: Scope, account_id: int) -> Account |
     return result.scalar_one_or_none()
 
 
+_MANY_OF_PROVIDER = select(Account).where(
+    Account.provider_id == bindparam("provider_id"), Account.id.in_(bindparam("ids", expanding=True))
+)
+
+
 async def get_many(session: AsyncSession, scope: Scope, ids: Sequence[int]) -> list[Account]:
     ids = [i for i in ids if storable_id(i)]
     if not ids:
         return []
-    result = await session.execute(select(Account).where(Account.id.in_(ids), _visible(scope)))
+    statement = _MANY_OF_PROVIDER
+    if not scope.whole_provider:
+        statement = statement.where(scope.path_condition(Account.path))
+    result = await session.execute(statement, {"provider_id": scope.provider_id, "ids": ids})
     return list(result.scalars())
 
 
@@ -184,10 +204,8 @@ async def chains(session: AsyncSession, accounts: Sequence[Account]) -> list[lis
     wanted = sorted({i for a in accounts for i in ids_of(a.path)[:-1]})
     found: dict[int, Account] = {}
     if wanted:
-        result = await session.execute(
-            select(Account).where(Account.provider_id == accounts[0].provider_id, Account.id.in_(wanted))
-        )
-        found = {a.id: a for a in result.scalars()}
+        params = {"provider_id": accounts[0].provider_id, "ids": wanted}
+        found = {a.id: a for a in (await session.execute(_MANY_OF_PROVIDER, params)).scalars()}
     return [[*(found[i] for i in ids_of(a.path)[:-1]), a] for a in accounts]
 
 
@@ -333,6 +351,28 @@ async def max_depth_below(session: AsyncSession, account: Account) -> int:
     return int(result.scalar_one() or account.depth)
 
 
+_MOVED_AT = bindparam("moved_at", type_=Account.__table__.c.updated_at.type)
+_REBASE = (
+    update(Account)
+    .where(Account.provider_id == bindparam("tree_provider_id"), IN_BOUND_SUBTREE)
+    .values(
+        path=bindparam("new_prefix", type_=String).concat(
+            func.substr(Account.path, bindparam("kept_from", type_=Integer))
+        ),
+        depth=Account.depth + bindparam("depth_change", type_=Integer),
+        root_id=bindparam("new_root_id", type_=Integer),
+        # Every account below changes chain now; the latest change wins, even on a clock
+        # that was set back.
+        chain_since=case(
+            (or_(Account.chain_since.is_(None), Account.chain_since < _MOVED_AT), _MOVED_AT),
+            else_=Account.chain_since,
+        ),
+        updated_at=_MOVED_AT,
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
 async def rebase_subtree(
     session: AsyncSession,
     account: Account,
@@ -342,24 +382,16 @@ async def rebase_subtree(
 ) -> int:
     """Move a whole subtree to a new path prefix in one statement; returns rows moved."""
     old_path = account.path
-    depth_delta = new_path.count("/") - old_path.count("/")
-    result = await session.execute(
-        update(Account)
-        .where(Account.provider_id == account.provider_id, in_subtree(old_path))
-        .values(
-            path=literal(new_path).concat(func.substr(Account.path, len(old_path) + 1)),
-            depth=Account.depth + depth_delta,
-            root_id=new_root_id,
-            # Every account below changes chain now; the latest change wins, even on a clock
-            # that was set back.
-            chain_since=case(
-                (or_(Account.chain_since.is_(None), Account.chain_since < now), now),
-                else_=Account.chain_since,
-            ),
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    params = {
+        "tree_provider_id": account.provider_id,
+        **subtree_bounds(old_path),
+        "new_prefix": new_path,
+        "kept_from": len(old_path) + 1,
+        "depth_change": new_path.count("/") - old_path.count("/"),
+        "new_root_id": new_root_id,
+        "moved_at": now,
+    }
+    result = await session.execute(_REBASE, params)
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -385,17 +417,21 @@ async def open_link(
     session.add(AccountLink(provider_id=provider_id, child_id=child_id, parent_id=parent_id, valid_from=at))
 
 
-async def close_current_link(session: AsyncSession, provider_id: int, child_id: int, at: datetime) -> None:
-    await session.execute(
-        update(AccountLink)
-        .where(
-            AccountLink.provider_id == provider_id,
-            AccountLink.child_id == child_id,
-            AccountLink.valid_to.is_(None),
-        )
-        .values(valid_to=at)
-        .execution_options(synchronize_session=False)
+_CLOSE_CURRENT_LINK = (
+    update(AccountLink)
+    .where(
+        AccountLink.provider_id == bindparam("link_provider_id"),
+        AccountLink.child_id == bindparam("link_child_id"),
+        AccountLink.valid_to.is_(None),
     )
+    .values(valid_to=bindparam("closed_at", type_=AccountLink.__table__.c.valid_to.type))
+    .execution_options(synchronize_session=False)
+)
+
+
+async def close_current_link(session: AsyncSession, provider_id: int, child_id: int, at: datetime) -> None:
+    params = {"link_provider_id": provider_id, "link_child_id": child_id, "closed_at": at}
+    await session.execute(_CLOSE_CURRENT_LINK, params)
 
 
 async def links(session: AsyncSession, provider_id: int, child_id: int) -> list[AccountLink]:

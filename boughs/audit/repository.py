@@ -10,10 +10,12 @@ from boughs.accounts.models import Account
 from boughs.audit.models import AuditEvent
 from boughs.kit.paths import upper_bound
 
+_INSERT = insert(AuditEvent)
+
 
 async def add_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(insert(AuditEvent), rows)
+        await session.execute(_INSERT, rows)
 
 
 def row(

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.accounts.models import Account
-from boughs.accounts.repository import in_subtree
+from boughs.accounts.repository import IN_BOUND_SUBTREE, subtree_bounds
 from boughs.authz.scope import Scope
 from boughs.billing.models import (
     CreditNote,
@@ -519,13 +519,14 @@ async def held_among(session: AsyncSession, provider_id: int, account_ids: Seque
     return found
 
 
+_HELD_IN_SUBTREE = select(Account.id, Account.path).where(
+    Account.provider_id == bindparam("provider_id"), IN_BOUND_SUBTREE, Account.dunning_hold
+)
+
+
 async def held_in_subtree(session: AsyncSession, provider_id: int, path: str) -> list[tuple[int, str]]:
     """(id, path) of the accounts of the subtree at ``path`` held for an unpaid invoice."""
-    rows = await session.execute(
-        select(Account.id, Account.path).where(
-            Account.provider_id == provider_id, in_subtree(path), Account.dunning_hold
-        )
-    )
+    rows = await session.execute(_HELD_IN_SUBTREE, {"provider_id": provider_id, **subtree_bounds(path)})
     return [(int(row[0]), str(row[1])) for row in rows.all()]
 
 

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.accounts.models import Account
 from boughs.providers.models import Provider
 
+_BY_ID = select(Provider).where(Provider.id == bindparam("provider_id"))
+
 
 async def get(session: AsyncSession, provider_id: int) -> Provider:
-    result = await session.execute(select(Provider).where(Provider.id == provider_id))
+    result = await session.execute(_BY_ID, {"provider_id": provider_id})
     return result.scalar_one()
 
 

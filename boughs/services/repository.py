@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from boughs.accounts.models import Account, AccountStatus
-from boughs.accounts.repository import in_subtree
+from boughs.accounts.repository import IN_BOUND_SUBTREE, in_subtree, subtree_bounds
 from boughs.authz.scope import Scope
 from boughs.catalog.models import Plan
 from boughs.kit.types import storable_id
@@ -253,6 +253,20 @@ async def pending_waiters_with_paths(
     return [(row[0], row[1]) for row in result.all()]
 
 
+_NON_ACTIVE_INSIDE = select(Account.id, Account.path, Account.status).where(
+    Account.provider_id == bindparam("provider_id"),
+    IN_BOUND_SUBTREE,
+    Account.status != AccountStatus.active.value,
+)
+_NON_ACTIVE_INSIDE_OR_BLOCKING_ABOVE = _NON_ACTIVE_INSIDE.union_all(
+    select(Account.id, Account.path, Account.status).where(
+        Account.id.in_(bindparam("ancestor_ids", expanding=True)),
+        Account.provider_id == bindparam("provider_id"),
+        Account.status.in_(bindparam("blocking_statuses", expanding=True)),
+    )
+)
+
+
 async def non_active_accounts_in_subtree_or_blocking_ancestors(
     session: AsyncSession,
     provider_id: int,
@@ -267,13 +281,12 @@ async def non_active_accounts_in_subtree_or_blocking_ancestors(
     of the subtree index or primary-key lookups, where an OR lets a planner with
     statistics choose to read every account of the provider.
     """
-    inside = select(Account.id, Account.path, Account.status).where(
-        Account.provider_id == provider_id, in_subtree(path), Account.status != AccountStatus.active.value
-    )
-    above = select(Account.id, Account.path, Account.status).where(
-        Account.id.in_(ancestor_ids), Account.provider_id == provider_id, Account.status.in_(subtree_blocking)
-    )
-    result = await session.execute(inside.union_all(above) if ancestor_ids else inside)
+    params = {"provider_id": provider_id, **subtree_bounds(path)}
+    if ancestor_ids:
+        params.update(ancestor_ids=list(ancestor_ids), blocking_statuses=list(subtree_blocking))
+        result = await session.execute(_NON_ACTIVE_INSIDE_OR_BLOCKING_ABOVE, params)
+    else:
+        result = await session.execute(_NON_ACTIVE_INSIDE, params)
     return [(row[0], row[1], row[2]) for row in result.all()]
 
 
@@ -282,6 +295,26 @@ def _stopped_by_account() -> ColumnElement[bool]:
         Service.status == ServiceStatus.stopped.value,
         Service.status_reason == StatusReason.account.value,
     )
+
+
+def _services_in_subtree(condition: ColumnElement[bool]) -> Select[Service, str]:
+    """The services meeting ``condition`` in the bound subtree, with their account's path, by id."""
+    return (
+        select(Service, Account.path)
+        .join(Account, Account.id == Service.account_id)
+        .where(
+            Account.provider_id == bindparam("provider_id"),
+            IN_BOUND_SUBTREE,
+            Service.provider_id == bindparam("provider_id"),
+            condition,
+        )
+        .order_by(Service.id)
+    )
+
+
+_ACTIVE = Service.status == ServiceStatus.active.value
+_STOPPED_BY_ACCOUNT_IN_SUBTREE = _services_in_subtree(_stopped_by_account())
+_STOPPED_BY_ACCOUNT_OR_ACTIVE_IN_SUBTREE = _services_in_subtree(or_(_stopped_by_account(), _ACTIVE))
 
 
 async def services_to_follow_block_in_subtree(
@@ -297,26 +330,16 @@ async def services_to_follow_block_in_subtree(
     account's path, by id: those stopped by an earlier block, and the active ones that may
     have to stop: every active one when ``any_active``, otherwise those in the subtrees at
     ``blocked_subtrees`` or on ``blocked_account_ids``."""
-    active = Service.status == ServiceStatus.active.value
+    params = {"provider_id": provider_id, **subtree_bounds(path)}
     if any_active:
-        may_stop: ColumnElement[bool] = active
+        statement = _STOPPED_BY_ACCOUNT_OR_ACTIVE_IN_SUBTREE
     elif blocked_subtrees or blocked_account_ids:
         ranges = [in_subtree(p) for p in blocked_subtrees]
         where = [*ranges, *([Account.id.in_(blocked_account_ids)] if blocked_account_ids else [])]
-        may_stop = and_(active, or_(*where))
+        statement = _services_in_subtree(or_(_stopped_by_account(), and_(_ACTIVE, or_(*where))))
     else:
-        may_stop = Service.id.is_(None)  # nothing blocked: nothing to stop
-    result = await session.execute(
-        select(Service, Account.path)
-        .join(Account, Account.id == Service.account_id)
-        .where(
-            Account.provider_id == provider_id,
-            in_subtree(path),
-            Service.provider_id == provider_id,
-            or_(_stopped_by_account(), may_stop),
-        )
-        .order_by(Service.id)
-    )
+        statement = _STOPPED_BY_ACCOUNT_IN_SUBTREE  # nothing blocked: nothing to stop
+    result = await session.execute(statement, params)
     return [(row[0], row[1]) for row in result.all()]
 
 
