@@ -276,6 +276,17 @@ async def raw_ancestors(raw: Raw, provider_id: int, account_id: int) -> list[Any
     return (await raw.all(CHAIN_SQL, account_id, provider_id))[:-1]
 
 
+async def pooled_driver_ancestors(db: Database, provider_id: int, account_id: int) -> list[Any]:
+    """The raw ancestors' statement run by the driver on a connection from Boughs' read
+    pool (PostgreSQL): no session, no ORM, no result processing. Not Boughs: the least any
+    read pays that takes its connection from a pool, as a request does."""
+    async with db.read_engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        cursor = await driver.execute(CHAIN_SQL.replace("?", "%s"), (account_id, provider_id))
+        return list(await cursor.fetchall())[:-1]
+
+
 EFFECTIVE_CHAIN_SQL = CHAIN_SQL.replace(
     "providers.default_timezone, providers.default_currency",
     "providers.default_timezone AS provider_timezone, providers.default_currency AS provider_currency, "
@@ -531,6 +542,15 @@ async def run_engine(
         lambda: read(lambda c: accounts.ancestors(c, leaf)), lambda: raw_ancestors(raw, pid, leaf), repeat * 5
     )
     report.add(Figure("hierarchy", engine.name, "ancestors of a leaf", "ms", ours, theirs, TARGET_RATIO))
+    if engine.name == "postgres":
+        # What a raw statement on a pooled connection costs, beside the held one: how much of
+        # the target a unit of work could ever meet on a read this short.
+        ours, theirs = await paired_ms(
+            lambda: pooled_driver_ancestors(db, pid, leaf), lambda: raw_ancestors(raw, pid, leaf), repeat * 5
+        )
+        floor = "not Boughs: the raw statement run by the driver on a connection from Boughs' read pool"
+        report.add(Figure("hierarchy", engine.name, "ancestors: raw SQL, pooled conn", "ms", ours, theirs,
+                          notes=floor))  # fmt: skip
     ours, theirs = await paired_ms(
         lambda: read(lambda c: accounts.effective(c, leaf)), lambda: raw_effective(raw, pid, leaf), repeat * 5
     )
