@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import sqlite3
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -151,13 +152,26 @@ def install_error_handlers(app: FastAPI) -> None:
             request,
         )
 
-    @app.exception_handler(OperationalError)
-    async def _operational(request: Request, exc: OperationalError) -> JSONResponse:
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         log.exception("database error", exc_info=exc)
-        error = BoughsError(detail="The database could not complete the request.", fix="retry")
+        if "database is locked" in str(exc):
+            # SQLite's one writer stayed busy (another process's write) past the busy timeout;
+            # the lock is taken before anything is written, so nothing of this request was.
+            error = BoughsError(
+                detail="The database was busy with other writes and could not take this one in time; "
+                "nothing was changed.",
+                fix="retry in a moment (see Retry-After)",
+            )
+        else:
+            error = BoughsError(detail="The database could not complete the request.", fix="retry")
         body = error.problem(instance=request.url.path, request_id=request_id_var.get())
         body.update(type=PROBLEM_BASE + "service-unavailable", status=503, title="Service unavailable")
-        return JSONResponse(body, status_code=503, media_type=PROBLEM_JSON)
+        return JSONResponse(body, status_code=503, media_type=PROBLEM_JSON, headers={"Retry-After": "1"})
+
+    # SQLite's BEGIN IMMEDIATE runs in an engine event, outside SQLAlchemy's wrapping of
+    # driver errors: its busy timeout arrives as the driver's own error.
+    app.add_exception_handler(OperationalError, _unavailable)
+    app.add_exception_handler(sqlite3.OperationalError, _unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
