@@ -360,7 +360,7 @@ _REBASE = (
             func.substr(Account.path, bindparam("kept_from", type_=Integer))
         ),
         depth=Account.depth + bindparam("depth_change", type_=Integer),
-        root_id=bindparam("new_root_id", type_=Integer),
+        root_id=bindparam("new_root_id", type_=Account.__table__.c.root_id.type),
         # Every account below changes chain now; the latest change wins, even on a clock
         # that was set back.
         chain_since=case(

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from boughs.accounts import service
 from boughs.audit.models import AuditEvent
@@ -568,6 +568,27 @@ async def test_links_after_create_move_detach(client: httpx.AsyncClient, clock: 
     # Moving to the parent it already has writes nothing.
     await post(client, f"{API}/{top['id']}/move", {"parent_id": first["id"]})
     assert (await client.get(f"{API}/{top['id']}/links")).json() == top_links
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_accounts_with_ids_past_32_bits_move_like_any_other(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    # PostgreSQL casts each parameter to the type it is given: an id given a narrower type
+    # than its BIGINT column fails past 2**31.
+    async with db.transaction() as session:
+        await session.execute(text("SELECT setval(pg_get_serial_sequence('accounts', 'id'), 3000000000)"))
+    top = await create(client, "Far Top")
+    other = await create(client, "Far Other")
+    child = await create(client, "Far Child", parent_id=top["id"])
+    assert child["id"] > 2**31
+    moved = await post(client, f"{API}/{top['id']}/move", {"parent_id": other["id"]})
+    assert (moved["root_id"], moved["depth"]) == (other["id"], 1)
+    assert (await fetch(client, child["id"]))["root_id"] == other["id"]
+    assert [a["id"] for a in (await client.get(f"{API}/{child['id']}/ancestors")).json()] == [
+        other["id"],
+        top["id"],
+    ]
 
 
 async def test_move_rewrites_the_subtree(
