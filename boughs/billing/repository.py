@@ -514,22 +514,21 @@ async def mark_usage_billed(session: AsyncSession, account_ids: Sequence[int], u
 # --- invoices --------------------------------------------------------------------------------
 
 
-async def billed_owners(
+async def billed_owner_ids(
     session: AsyncSession, provider_id: int, owner_ids: Sequence[int], period_end: date
-) -> dict[int, Invoice]:
-    """The invoices already made for these owners and this period (drafts and issued ones)."""
-    found: dict[int, Invoice] = {}
+) -> set[int]:
+    """Those of these owners already invoiced for this period (a draft or an issued invoice)."""
+    found: set[int] = set()
     for condition in one_of(session, Invoice.owner_account_id, sorted(set(owner_ids))):
         rows = await session.scalars(
-            select(Invoice).where(
+            select(Invoice.owner_account_id).where(
                 Invoice.provider_id == provider_id,
                 condition,
                 Invoice.period_end == period_end,
                 Invoice.status.in_(BILLED),
             )
         )
-        for invoice in rows:
-            found[invoice.owner_account_id] = invoice
+        found.update(rows)
     return found
 
 

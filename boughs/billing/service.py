@@ -135,7 +135,7 @@ async def bill_roots(ctx: Ctx, run: BillRun, roots: Sequence[int], finalize: boo
     if run.dry_run:
         await repo.delete_previews(ctx.session, run.id, owners)
     else:
-        billed = await repo.billed_owners(ctx.session, ctx.provider_id, owners, run.period_end)
+        billed = await repo.billed_owner_ids(ctx.session, ctx.provider_id, owners, run.period_end)
     problems: list[str] = []
     pending: list[engine.Rated] = []
     for item in rated:
