@@ -328,9 +328,7 @@ def _staging(d: _Dialect) -> tuple[list[Any], list[Any]]:
 
 
 _STAGING = {d: _staging(d) for d in (_SQLITE, _POSTGRES)}
-_STILL_PENDING = text(
-    "SELECT count(*) FROM usage_batches WHERE id IN :batch_ids AND folded_at IS NULL"
-).bindparams(bindparam("batch_ids", expanding=True))
+_STILL_PENDING = _with_span("SELECT count(*) FROM usage_batches WHERE id IN :batch_ids AND folded_at IS NULL")
 # A staged chain whose account moved or went.
 _CHAIN_CHANGED = {
     d: text(
